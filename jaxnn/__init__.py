@@ -1,0 +1,27 @@
+"""jaxnn: a functional neural-network library for JAX.
+
+Layers are immutable values with pure ``init``/``apply`` functions over plain dicts
+of arrays; ``Trainer.fit`` compiles training with ``lax.scan``; populations of many
+small networks train in one XLA program with ``jax.vmap``.
+"""
+
+from jaxnn import activations, initializers
+from jaxnn.combinators import Parallel, Residual, Sequential
+from jaxnn.core import Layer, LayerError, as_layer
+from jaxnn.layers import *  # noqa: F403
+from jaxnn.layers import __all__ as _layers_all
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Layer",
+    "LayerError",
+    "Parallel",
+    "Residual",
+    "Sequential",
+    "__version__",
+    "activations",
+    "as_layer",
+    "initializers",
+    *_layers_all,
+]

@@ -1,0 +1,361 @@
+"""The layer contract: the ``Layer`` type, lifting plain functions, names and keys.
+
+A layer is an immutable value holding two pure functions::
+
+    init(key, x)                                         -> (params, state)
+    apply(params, state, x, *, key=None, training=False) -> (y, state)
+
+``params`` and ``state`` are plain nested ``dict``s of arrays. Everything else in
+jaxnn (combinators, training, populations) is built on this contract alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxnn import activations
+from jaxnn._types import ApplyFn, InitFn, Params, PRNGKey, Spec, State
+
+__all__ = [
+    "Layer",
+    "LayerError",
+    "as_layer",
+    "child_key",
+    "check_entries",
+    "output_spec",
+    "scope",
+    "snake_case",
+    "spec_of",
+    "unique_names",
+]
+
+
+class LayerError(ValueError):
+    """A mistake found by a layer, reported with the layer's path inside the model.
+
+    The message reads ``"<Kind> '<path>': <what happened and the fix>"``. A combinator
+    that catches the error from a child prepends the child's name to the path, so
+    the final message names the layer as ``encoder/dense_1``.
+    """
+
+    def __init__(self, kind: str, message: str, path: Sequence[str] = ()):
+        self.kind = kind
+        self.message = message
+        self.path = list(path)
+        super().__init__(kind, message)
+
+    def __str__(self) -> str:
+        where = f"{self.kind} '{'/'.join(self.path)}'" if self.path else self.kind
+        return f"{where}: {self.message}"
+
+
+@contextlib.contextmanager
+def scope(name: str) -> Iterator[None]:
+    """Prepends ``name`` to the path of any :class:`LayerError` raised inside.
+
+    Example:
+        >>> try:
+        ...     with scope("encoder"):
+        ...         raise LayerError("Dense", "bad input.", ["dense_1"])
+        ... except LayerError as e:
+        ...     print(e)
+        Dense 'encoder/dense_1': bad input.
+    """
+    try:
+        yield
+    except LayerError as e:
+        e.path.insert(0, name)
+        raise
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """An immutable layer: a pair of pure functions plus the facts combinators need.
+
+    Attributes:
+        init: ``init(key, x) -> (params, state)``. ``x`` is an example input with
+            its batch axis (an array or ``jax.ShapeDtypeStruct``); no data is read.
+        apply: ``apply(params, state, x, *, key=None, training=False) -> (y, state)``.
+        kind: the constructor's name (``"Dense"``); its snake_case form is the default
+            name inside a parent (``dense``, ``dense_1``, ...).
+        name: the name the user gave, or ``None``.
+        children: ``(name, layer)`` pairs of a combinator, in order; empty for a leaf.
+        child_inputs: for a combinator, ``child_inputs(params, state, x)`` gives the
+            input spec of each child, in ``children`` order (used by ``summary``).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> double = Layer(
+        ...     init=lambda key, x: ({}, {}),
+        ...     apply=lambda p, s, x, *, key=None, training=False: (2 * x, s),
+        ...     kind="Double",
+        ... )
+        >>> params, state = double.init(jax.random.key(0), jnp.ones((1, 2)))
+        >>> double.apply(params, state, jnp.ones((1, 2)))[0].tolist()
+        [[2.0, 2.0]]
+    """
+
+    init: InitFn
+    apply: ApplyFn
+    kind: str
+    name: str | None = None
+    children: tuple[tuple[str, Layer], ...] = ()
+    child_inputs: Callable[[Params, State, Spec], Sequence[Spec]] | None = None
+
+    def named(self, name: str) -> Layer:
+        """Returns the same layer under the name ``name``.
+
+        Example:
+            >>> from jaxnn import Dense
+            >>> Dense(3).named("head").name
+            'head'
+        """
+        _check_name(name)
+        return dataclasses.replace(self, name=name)
+
+    def __repr__(self) -> str:
+        label = f"{self.kind}(name={self.name!r})" if self.name else f"{self.kind}()"
+        if not self.children:
+            return label
+        inner = ", ".join(f"{n}={c!r}" for n, c in self.children)
+        return f"{label[:-1]}{', ' if self.name else ''}{inner})"
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ValueError(
+            f"a layer name must be a non-empty string without '/', got {name!r}. "
+            "Names form paths such as 'encoder/dense_1'."
+        )
+
+
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def snake_case(kind: str) -> str:
+    """Turns a layer kind into its default name.
+
+    Example:
+        >>> [snake_case(k) for k in ["Dense", "BatchNorm", "MultiHeadAttention", "Conv2D"]]
+        ['dense', 'batch_norm', 'multi_head_attention', 'conv2d']
+    """
+    return _CAMEL.sub("_", kind).lower()
+
+
+def unique_names(layers: Sequence[Layer], where: str) -> tuple[str, ...]:
+    """Names children: the user's name, else the kind in snake_case made unique.
+
+    Args:
+        layers: the children, in order.
+        where: the parent's kind, for the error message.
+
+    Returns:
+        One name per child: ``dense``, ``dense_1``, ``dense_2``, ...
+
+    Raises:
+        LayerError: if two children were given the same name.
+
+    Example:
+        >>> from jaxnn import Dense
+        >>> unique_names([Dense(2), Dense(2), Dense(1).named("head")], "Sequential")
+        ('dense', 'dense_1', 'head')
+    """
+    given = [layer.name for layer in layers if layer.name is not None]
+    duplicates = sorted({n for n in given if given.count(n) > 1})
+    if duplicates:
+        raise LayerError(
+            where,
+            f"two children are named {duplicates[0]!r}. Names must be unique within a "
+            "parent; rename one with name=... or .named(...).",
+        )
+    taken = set(given)
+    names = []
+    for layer in layers:
+        if layer.name is not None:
+            names.append(layer.name)
+            continue
+        base = snake_case(layer.kind)
+        candidate, i = base, 0
+        while candidate in taken:
+            i += 1
+            candidate = f"{base}_{i}"
+        taken.add(candidate)
+        names.append(candidate)
+    return tuple(names)
+
+
+def name_hash(name: str) -> int:
+    """A stable 31-bit hash of a name (CRC-32, not Python's salted ``hash``).
+
+    Example:
+        >>> name_hash("dense")
+        1575712873
+    """
+    return zlib.crc32(name.encode("utf-8")) & 0x7FFFFFFF
+
+
+def child_key(key: PRNGKey | None, name: str) -> PRNGKey | None:
+    """Derives a child's key from its parent's key and the child's name.
+
+    The key depends only on the name, so adding a layer elsewhere never shifts it.
+
+    Args:
+        key: the parent's key, or ``None``.
+        name: the child's name.
+
+    Returns:
+        ``fold_in(key, name_hash(name))``, or ``None`` when ``key`` is ``None``.
+
+    Example:
+        >>> import jax
+        >>> k = jax.random.key(0)
+        >>> bool((jax.random.key_data(child_key(k, "a")) ==
+        ...       jax.random.key_data(child_key(k, "a"))).all())
+        True
+    """
+    if key is None:
+        return None
+    return jax.random.fold_in(key, name_hash(name))
+
+
+def spec_of(x: Any) -> Spec:
+    """The ``jax.ShapeDtypeStruct`` pytree describing ``x`` (arrays, specs, NumPy data).
+
+    Example:
+        >>> import numpy as np
+        >>> spec_of(np.zeros((2, 3), np.float32))
+        ShapeDtypeStruct(shape=(2, 3), dtype=float32)
+    """
+
+    def one(leaf: Any) -> jax.ShapeDtypeStruct:
+        if isinstance(leaf, jax.ShapeDtypeStruct):
+            return leaf
+        if not hasattr(leaf, "shape") or not hasattr(leaf, "dtype"):
+            leaf = np.asarray(leaf)
+        return jax.ShapeDtypeStruct(tuple(leaf.shape), leaf.dtype)
+
+    return jax.tree.map(one, x)
+
+
+def output_spec(layer: Layer, params: Params, state: State, x: Spec) -> Spec:
+    """The output spec of ``layer.apply`` on ``x``, found with ``jax.eval_shape``.
+
+    Example:
+        >>> import jax
+        >>> from jaxnn import Dense
+        >>> layer = Dense(3)
+        >>> x = jax.ShapeDtypeStruct((8, 4), "float32")
+        >>> p, s = layer.init(jax.random.key(0), x)
+        >>> output_spec(layer, p, s, x)
+        ShapeDtypeStruct(shape=(8, 3), dtype=float32)
+    """
+
+    def forward(params: Params, state: State, x: Any) -> Any:
+        return layer.apply(params, state, x, key=None, training=False)[0]
+
+    return jax.eval_shape(forward, spec_of(params), spec_of(state), spec_of(x))
+
+
+def check_entries(
+    kind: str, what: str, tree: dict, allowed: Sequence[str], required: Sequence[str] = ()
+) -> None:
+    """Checks that a params or state dict has exactly the expected entries.
+
+    Args:
+        kind: the layer's kind, for the message.
+        what: ``"params"`` or ``"state"``.
+        tree: the dict handed to ``apply``.
+        allowed: the names this layer may hold.
+        required: the names it must hold.
+
+    Raises:
+        LayerError: naming the unexpected or missing entries.
+
+    Example:
+        >>> check_entries("Dense", "params", {"kernel": 0, "w": 1}, ["kernel", "bias"])
+        Traceback (most recent call last):
+        ...
+        jaxnn.core.LayerError: Dense: params have entries ['w'] that this layer does not \
+have (it has ['kernel', 'bias']). Pass the params returned by this model's own init.
+    """
+    if not isinstance(tree, dict):
+        raise LayerError(
+            kind,
+            f"{what} must be a dict, got {type(tree).__name__}. Pass the {what} returned "
+            "by this model's own init.",
+        )
+    extra = [k for k in tree if k not in allowed]
+    if extra:
+        raise LayerError(
+            kind,
+            f"{what} have entries {extra} that this layer does not have (it has "
+            f"{list(allowed)}). Pass the {what} returned by this model's own init.",
+        )
+    missing = [k for k in required if k not in tree]
+    if missing:
+        raise LayerError(
+            kind,
+            f"{what} lack entries {missing}. Pass the {what} returned by this model's own init.",
+        )
+
+
+def as_layer(obj: Layer | Callable | str) -> Layer:
+    """Lifts a plain function or an activation name to a layer without params or state.
+
+    Args:
+        obj: a :class:`Layer` (returned unchanged), a function ``f(x) -> y`` such as
+            ``jax.nn.relu``, or an activation name such as ``"relu"``.
+
+    Returns:
+        A layer whose ``apply`` computes ``f(x)``; its kind is the function's name.
+
+    Raises:
+        TypeError: for anything else.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> relu = as_layer(jax.nn.relu)
+        >>> relu.kind, relu.init(None, jnp.ones((1, 2)))
+        ('relu', ({}, {}))
+    """
+    if isinstance(obj, Layer):
+        return obj
+    if isinstance(obj, str):
+        fn = activations.get(obj)
+        kind = obj.lower()
+    elif callable(obj):
+        fn = obj
+        kind = getattr(obj, "__name__", type(obj).__name__)
+        if kind == "<lambda>":
+            kind = "lambda"
+    else:
+        raise TypeError(
+            f"expected a Layer, a function f(x) -> y or an activation name, got "
+            f"{type(obj).__name__}: {obj!r}."
+        )
+
+    def init(key: PRNGKey, x: Spec) -> tuple[Params, State]:
+        del key, x
+        return {}, {}
+
+    def apply(
+        params: Params,
+        state: State,
+        x: Any,
+        *,
+        key: PRNGKey | None = None,
+        training: bool = False,
+    ) -> tuple[Any, State]:
+        del key, training
+        check_entries(kind, "params", params, ())
+        return fn(x), state
+
+    return Layer(init=init, apply=apply, kind=kind)

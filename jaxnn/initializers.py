@@ -1,0 +1,253 @@
+"""Named initializers, by function or by name (``jax.nn.initializers`` underneath).
+
+An initializer is a function ``init(key, shape, dtype) -> array``. Fan-in and fan-out
+follow XLA's layouts: ``(in, out)`` for dense kernels and ``(..spatial.., in, out)``
+(HWIO) for convolution kernels.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxnn._types import DTypeLike, PRNGKey
+
+__all__ = [
+    "Initializer",
+    "constant",
+    "get",
+    "glorot_normal",
+    "glorot_uniform",
+    "he_normal",
+    "he_uniform",
+    "lecun_normal",
+    "lecun_uniform",
+    "normal",
+    "ones",
+    "orthogonal",
+    "truncated_normal",
+    "uniform",
+    "zeros",
+]
+
+Initializer = Callable[[PRNGKey, tuple[int, ...], DTypeLike], jax.Array]
+
+_vs = jax.nn.initializers.variance_scaling
+
+
+def glorot_uniform() -> Initializer:
+    """Glorot (Xavier) uniform: ``U(-l, l)`` with ``l = sqrt(6 / (fan_in + fan_out))``.
+
+    Example:
+        >>> import jax
+        >>> glorot_uniform()(jax.random.key(0), (4, 32), "float32").shape
+        (4, 32)
+    """
+    return _vs(1.0, "fan_avg", "uniform")
+
+
+def glorot_normal() -> Initializer:
+    """Glorot (Xavier) normal: truncated normal with variance ``2 / (fan_in + fan_out)``.
+
+    Example:
+        >>> import jax
+        >>> glorot_normal()(jax.random.key(0), (4, 32), "float32").shape
+        (4, 32)
+    """
+    return _vs(1.0, "fan_avg", "truncated_normal")
+
+
+def he_uniform() -> Initializer:
+    """He (Kaiming) uniform: ``U(-l, l)`` with ``l = sqrt(6 / fan_in)``; for ReLU nets.
+
+    Example:
+        >>> import jax
+        >>> he_uniform()(jax.random.key(0), (4, 32), "float32").shape
+        (4, 32)
+    """
+    return _vs(2.0, "fan_in", "uniform")
+
+
+def he_normal() -> Initializer:
+    """He (Kaiming) normal: truncated normal with variance ``2 / fan_in``.
+
+    Example:
+        >>> import jax
+        >>> he_normal()(jax.random.key(0), (4, 32), "float32").shape
+        (4, 32)
+    """
+    return _vs(2.0, "fan_in", "truncated_normal")
+
+
+def lecun_uniform() -> Initializer:
+    """LeCun uniform: ``U(-l, l)`` with ``l = sqrt(3 / fan_in)``.
+
+    Example:
+        >>> import jax
+        >>> lecun_uniform()(jax.random.key(0), (4, 32), "float32").shape
+        (4, 32)
+    """
+    return _vs(1.0, "fan_in", "uniform")
+
+
+def lecun_normal() -> Initializer:
+    """LeCun normal: truncated normal with variance ``1 / fan_in``; for SELU nets.
+
+    Example:
+        >>> import jax
+        >>> lecun_normal()(jax.random.key(0), (4, 32), "float32").shape
+        (4, 32)
+    """
+    return _vs(1.0, "fan_in", "truncated_normal")
+
+
+def zeros() -> Initializer:
+    """All zeros (the default bias).
+
+    Example:
+        >>> import jax
+        >>> zeros()(jax.random.key(0), (2,), "float32").tolist()
+        [0.0, 0.0]
+    """
+    return jax.nn.initializers.zeros
+
+
+def ones() -> Initializer:
+    """All ones (the default normalisation scale).
+
+    Example:
+        >>> import jax
+        >>> ones()(jax.random.key(0), (2,), "float32").tolist()
+        [1.0, 1.0]
+    """
+    return jax.nn.initializers.ones
+
+
+def constant(value: float) -> Initializer:
+    """Every entry equal to ``value``.
+
+    Example:
+        >>> import jax
+        >>> constant(0.5)(jax.random.key(0), (2,), "float32").tolist()
+        [0.5, 0.5]
+    """
+    return jax.nn.initializers.constant(value)
+
+
+def normal(stddev: float = 0.05, mean: float = 0.0) -> Initializer:
+    """Normal draws with the given ``mean`` and ``stddev`` (Keras's defaults).
+
+    Example:
+        >>> import jax
+        >>> normal(1.0)(jax.random.key(0), (3,), "float32").shape
+        (3,)
+    """
+    base = jax.nn.initializers.normal(stddev)
+
+    def init(key: PRNGKey, shape: tuple[int, ...], dtype: DTypeLike = jnp.float32) -> jax.Array:
+        return base(key, shape, dtype) + jnp.asarray(mean, dtype)
+
+    return init
+
+
+def truncated_normal(stddev: float = 0.05, mean: float = 0.0) -> Initializer:
+    """Normal draws cut at two standard deviations, rescaled to keep ``stddev``.
+
+    Example:
+        >>> import jax
+        >>> x = truncated_normal(1.0)(jax.random.key(0), (1000,), "float32")
+        >>> bool((abs(x) <= 2.0 * 1.14).all())
+        True
+    """
+    base = jax.nn.initializers.truncated_normal(stddev)
+
+    def init(key: PRNGKey, shape: tuple[int, ...], dtype: DTypeLike = jnp.float32) -> jax.Array:
+        return base(key, shape, dtype) + jnp.asarray(mean, dtype)
+
+    return init
+
+
+def uniform(scale: float = 0.05) -> Initializer:
+    """Uniform draws in ``[-scale, scale)``.
+
+    Example:
+        >>> import jax
+        >>> bool((abs(uniform(0.1)(jax.random.key(0), (100,), "float32")) <= 0.1).all())
+        True
+    """
+
+    def init(key: PRNGKey, shape: tuple[int, ...], dtype: DTypeLike = jnp.float32) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, -scale, scale)
+
+    return init
+
+
+def orthogonal(gain: float = 1.0) -> Initializer:
+    """A (semi-)orthogonal matrix over the last axis, times ``gain``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> w = orthogonal()(jax.random.key(0), (4, 4), "float32")
+        >>> bool(jnp.allclose(w.T @ w, jnp.eye(4), atol=1e-5))
+        True
+    """
+    return jax.nn.initializers.orthogonal(gain)
+
+
+_BY_NAME: dict[str, Callable[[], Initializer]] = {
+    "glorot_uniform": glorot_uniform,
+    "xavier_uniform": glorot_uniform,
+    "glorot_normal": glorot_normal,
+    "xavier_normal": glorot_normal,
+    "he_uniform": he_uniform,
+    "kaiming_uniform": he_uniform,
+    "he_normal": he_normal,
+    "kaiming_normal": he_normal,
+    "lecun_uniform": lecun_uniform,
+    "lecun_normal": lecun_normal,
+    "zeros": zeros,
+    "ones": ones,
+    "normal": normal,
+    "random_normal": normal,
+    "truncated_normal": truncated_normal,
+    "uniform": uniform,
+    "random_uniform": uniform,
+    "orthogonal": orthogonal,
+}
+
+
+def get(init: str | Initializer | Any) -> Initializer:
+    """Returns an initializer for a name or a function.
+
+    Args:
+        init: a name such as ``"glorot_uniform"``, ``"he_normal"``, ``"zeros"``
+            (Keras's names work), or a function ``init(key, shape, dtype)``.
+
+    Returns:
+        The initializer function.
+
+    Raises:
+        ValueError: for an unknown name; the message lists the close matches.
+
+    Example:
+        >>> import jax
+        >>> get("zeros")(jax.random.key(0), (2,), "float32").tolist()
+        [0.0, 0.0]
+    """
+    if callable(init):
+        return init
+    if isinstance(init, str):
+        factory = _BY_NAME.get(init.lower())
+        if factory is not None:
+            return factory()
+        close = difflib.get_close_matches(init.lower(), _BY_NAME, n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(
+            f"unknown initializer {init!r}.{hint} Known names: {', '.join(sorted(_BY_NAME))}; "
+            "or pass a function init(key, shape, dtype)."
+        )
+    raise TypeError(f"an initializer must be a name or a function, got {type(init).__name__}.")
