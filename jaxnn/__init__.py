@@ -5,9 +5,10 @@ of arrays; ``Trainer.fit`` compiles training with ``lax.scan``; populations of m
 small networks train in one XLA program with ``jax.vmap``.
 """
 
-from jaxnn import activations, initializers
+from jaxnn import activations, initializers, optimizers
 from jaxnn.combinators import Parallel, Residual, Sequential
 from jaxnn.core import Layer, LayerError, as_layer
+from jaxnn.summary import count_params, summary
 from jaxnn.layers import *  # noqa: F403
 from jaxnn.layers import __all__ as _layers_all
 
@@ -23,5 +24,8 @@ __all__ = [
     "activations",
     "as_layer",
     "initializers",
+    "optimizers",
+    "summary",
+    "count_params",
     *_layers_all,
 ]

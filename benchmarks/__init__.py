@@ -1,0 +1,1 @@
+"""jaxnn's benchmark suite: each module is a runnable workload."""
