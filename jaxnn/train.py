@@ -348,9 +348,7 @@ class Trainer:
         self.metrics = tuple(metrics_lib.get(m) for m in metrics)
         names = [m.name for m in self.metrics]
         if len(set(names)) != len(names) or "loss" in names:
-            raise ValueError(
-                f"Trainer: metric names must be unique and not 'loss', got {names}."
-            )
+            raise ValueError(f"Trainer: metric names must be unique and not 'loss', got {names}.")
         self._checked: set = set()
         self.train_step = jax.jit(self._train_step)
         self._run = jax.jit(
@@ -394,7 +392,7 @@ class Trainer:
         return TrainState(
             params=params,
             model_state=model_state,
-            opt_state=self.optimizer.init(params),
+            opt_state=_optimizer_init(self.optimizer, params),
             step=jnp.zeros((), jnp.int32),
             key=train_key,
         )
@@ -440,8 +438,11 @@ class Trainer:
         grads, (model_state, sums) = grad_fn(
             state.params, state.model_state, x, y, weight, mask, key, True
         )
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        # optax mixes int32 counts with float hyperparameters; let it promote as it
+        # expects even when the caller runs JAX's strict dtype promotion.
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
         new_state = state._replace(
             params=params, model_state=model_state, opt_state=opt_state, step=state.step + 1
         )
@@ -471,15 +472,17 @@ class Trainer:
         next_key, order_key, dropout_key = jax.random.split(state.key, 3)
         order = jax.random.permutation(order_key, n) if shuffle else jnp.arange(n)
         idx, mask = _batch_indices(order, n, batch_size)
-        batches = (_take(x, idx), _take(y, idx), jnp.take(w, idx, axis=0), mask)
 
         def body(carry, batch):
+            # Gather one batch at a time: the data is never copied whole, so shared
+            # data stays one buffer when members of a population are vmapped.
             state, i = carry
-            xb, yb, wb, mb = batch
+            ib, mb = batch
+            xb, yb, wb = _take(x, ib), _take(y, ib), jnp.take(w, ib, axis=0)
             state, sums = self._update(state, xb, yb, wb, mb, jax.random.fold_in(dropout_key, i))
             return (state, i + 1), sums
 
-        (state, _), sums = jax.lax.scan(body, (state, jnp.zeros((), jnp.int32)), batches)
+        (state, _), sums = jax.lax.scan(body, (state, jnp.zeros((), jnp.int32)), (idx, mask))
         state = state._replace(key=next_key)
         return state, jax.tree.map(jnp.sum, sums)
 
@@ -595,8 +598,7 @@ class Trainer:
                 3,
             ):
                 raise ValueError(
-                    f"{where}: validation_data must be (x_val, y_val) or (x_val, y_val, "
-                    "weights)."
+                    f"{where}: validation_data must be (x_val, y_val) or (x_val, y_val, weights)."
                 )
             xv, yv, wv, nv = _prepare(f"{where} (validation_data)", *validation_data)
             val = (xv, yv, jnp.ones((nv,), jnp.float32) if wv is None else wv)
@@ -613,8 +615,8 @@ class Trainer:
                     "least one. Change the split or pass validation_data."
                 )
             cut = n - n_val
-            head = lambda t: jax.tree.map(lambda a: a[:cut], t)  # noqa: E731
-            tail = lambda t: jax.tree.map(lambda a: a[cut:], t)  # noqa: E731
+            head = lambda t: jax.tree.map(lambda a: a[:cut], t)
+            tail = lambda t: jax.tree.map(lambda a: a[cut:], t)
             val = (tail(x), tail(y), tail(weight))
             x, y, weight, n = head(x), head(y), head(weight), cut
 
@@ -623,7 +625,7 @@ class Trainer:
         val_batch = batch_size
         cbs = [_as_callback(cb) for cb in callbacks]
         history: dict[str, list] = {}
-        run = lambda s, k: self._run(  # noqa: E731
+        run = lambda s, k: self._run(
             s, data, val, epochs=k, batch_size=batch_size, shuffle=shuffle, val_batch=val_batch
         )
 
@@ -705,9 +707,7 @@ class Trainer:
         )
         return {k: float(v) for k, v in jax.device_get(_finish(sums)).items()}
 
-    def _predict_batches(
-        self, params: Params, model_state: State, x: Any, batch_size: int
-    ) -> Any:
+    def _predict_batches(self, params: Params, model_state: State, x: Any, batch_size: int) -> Any:
         n = _num_examples("Trainer.predict", "x", x)
         idx, _ = _batch_indices(jnp.arange(n), n, batch_size)
 
@@ -738,15 +738,18 @@ class Trainer:
         return self._predict(state.params, state.model_state, x, batch_size=min(batch_size, n))
 
 
+def _optimizer_init(optimizer: optax.GradientTransformation, params: Params) -> optax.OptState:
+    with jax.numpy_dtype_promotion("standard"):
+        return optimizer.init(params)
+
+
 def _finish(sums: dict[str, jax.Array]) -> dict[str, jax.Array]:
     """Turns log sums into means: the loss over the weights, metrics over the count."""
     sums = dict(sums)
     weight = sums.pop("_weight")
     count = sums.pop("_count")
     tiny = jnp.finfo(jnp.float32).tiny
-    return {
-        k: v / jnp.maximum(weight if k == "loss" else count, tiny) for k, v in sums.items()
-    }
+    return {k: v / jnp.maximum(weight if k == "loss" else count, tiny) for k, v in sums.items()}
 
 
 def _report(
