@@ -10,16 +10,21 @@ from jaxnn.combinators import Parallel, Residual, Sequential
 from jaxnn.core import Layer, LayerError, as_layer
 from jaxnn.summary import count_params, summary
 from jaxnn.layers import *  # noqa: F403
+from jaxnn.layers.recurrent import Cell, GRUCell, LSTMCell, SimpleRNNCell
 from jaxnn.layers import __all__ as _layers_all
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Cell",
+    "GRUCell",
+    "LSTMCell",
     "Layer",
     "LayerError",
     "Parallel",
     "Residual",
     "Sequential",
+    "SimpleRNNCell",
     "__version__",
     "activations",
     "as_layer",

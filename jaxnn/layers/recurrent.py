@@ -90,7 +90,8 @@ class Cell(NamedTuple):
             leading axes: ``x: (..., in_features)`` to ``u: (..., k)``. ``RNN`` calls it
             once on the whole sequence ``(batch, time, in_features)``.
         recur: ``recur(params, carry, u_t) -> (carry, y_t)``: the rest of the step,
-            from ``u_t: (batch, k)``; ``y_t: (batch, units)``.
+            from ``u_t: (batch, k)``; ``y_t: (batch, units)`` in ``u_t``'s dtype, and
+            the new carry in the dtypes of the old.
         param_names: the entries of ``params``.
         dtype: the compute dtype; ``None`` computes in the input's floating dtype.
         param_dtype: the dtype of the stored params.
@@ -397,12 +398,13 @@ class _RNNConfig(NamedTuple):
 def _split_input(kind: str, x: Any) -> tuple[Any, Any, Any]:
     """``x`` or ``{"inputs", "lengths", "initial_carry"}`` -> the three parts."""
     if isinstance(x, dict):
-        extra = sorted(k for k in x if k not in _INPUT_KEYS)
+        extra = sorted(str(k) for k in x if k not in _INPUT_KEYS)
         if extra or "inputs" not in x:
+            problem = f"unknown entries {extra}" if extra else "no 'inputs' entry"
             raise LayerError(
                 kind,
                 f"a dict input takes the entries {list(_INPUT_KEYS)} ('inputs' required), "
-                f"got {sorted(x)}. Pass {{'inputs': x}} with x: (batch, time, features), "
+                f"got {problem}. Pass {{'inputs': x}} with x: (batch, time, features), "
                 "and optionally 'lengths': (batch,) and 'initial_carry'.",
             )
         return x["inputs"], x.get("lengths"), x.get("initial_carry")
@@ -484,7 +486,7 @@ def _make_rnn(config: _RNNConfig, name: str | None) -> Layer:
         inputs, lengths, carry = _split_input(kind, x)
         _check_sequence(kind, inputs)
         batch, time, features = inputs.shape
-        if params["kernel"].shape[0] != features:
+        if "kernel" in params and params["kernel"].shape[0] != features:
             raise LayerError(
                 kind,
                 f"input has {features} features, but the kernel was initialised for "
@@ -496,8 +498,7 @@ def _make_rnn(config: _RNNConfig, name: str | None) -> Layer:
         carry = zero_carry if carry is None else _check_carry(kind, carry, zero_carry)
         # The input part of every step at once, then time-major for the scan.
         u = jnp.swapaxes(cell.project(params, inputs.astype(cdt)), 0, 1)
-        y_spec = jax.eval_shape(cell.recur, params, carry, u[0])[1]
-        last = jnp.zeros(y_spec.shape, y_spec.dtype)
+        last = jnp.zeros((batch, cell.units), cdt)
 
         if lengths is None:
 
@@ -541,9 +542,8 @@ def _check_cell(kind: str, cell: Any) -> None:
 
 
 def _check_unroll(kind: str, unroll: Any) -> None:
-    if not (unroll is True or (isinstance(unroll, int) and not isinstance(unroll, bool))) or (
-        unroll is not True and unroll < 1
-    ):
+    is_int = isinstance(unroll, int) and not isinstance(unroll, bool)
+    if not (unroll is True or (is_int and unroll >= 1)):
         raise LayerError(
             kind,
             f"unroll is the number of steps per scan iteration and must be a positive "
