@@ -161,3 +161,19 @@ def test_runs_in_dtype(name, case, dtype, key):
             if is_float(leaf):
                 assert leaf.dtype == jnp.dtype(dtype)
                 assert bool(jnp.isfinite(leaf.astype(jnp.float32)).all())
+
+
+@pytest.mark.parametrize(("name", "case"), ALL, ids=IDS)
+def test_jitted_gradients_equal_eager(name, case, key):
+    """Differentiating inside jit must work too (e.g. reduce_window's max under jit)."""
+    layer = case.make()
+    x = make_input(case)
+    params, state = layer.init(key, x)
+
+    def loss(p):
+        y = run(layer, p, state, x, True)[0]
+        return sum(jnp.sum(leaf.astype(jnp.float32) ** 2) for leaf in jax.tree.leaves(y))
+
+    eager = jax.grad(loss)(params)
+    jitted = jax.jit(jax.grad(loss))(params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), eager, jitted)

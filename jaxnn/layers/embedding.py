@@ -6,6 +6,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnn import initializers as inits
 from jaxnn._types import DTypeLike, Params, PRNGKey, Spec, State
@@ -100,7 +101,9 @@ def Embedding(
                 "model's own init.",
             )
         if not isinstance(x, jax.core.Tracer) and x.size:
-            lo, hi = int(jnp.min(x)), int(jnp.max(x))
+            # A concrete input (even one closed over inside a jit) is checked on the host.
+            host = np.asarray(x)
+            lo, hi = int(host.min()), int(host.max())
             if lo < 0 or hi >= num_embeddings:
                 raise LayerError(
                     "Embedding",
