@@ -5,18 +5,46 @@ of arrays; ``Trainer.fit`` compiles training with ``lax.scan``; populations of m
 small networks train in one XLA program with ``jax.vmap``.
 """
 
-from jaxnn import activations, initializers, optimizers
+from jaxnn import (
+    activations,
+    checkpoint,
+    initializers,
+    losses,
+    metrics,
+    optimizers,
+    population,
+)
+from jaxnn.checkpoint import CheckpointError
 from jaxnn.combinators import Parallel, Residual, Sequential
 from jaxnn.core import Layer, LayerError, as_layer
-from jaxnn.summary import count_params, summary
 from jaxnn.layers import *  # noqa: F403
-from jaxnn.layers.recurrent import Cell, GRUCell, LSTMCell, SimpleRNNCell
 from jaxnn.layers import __all__ as _layers_all
+from jaxnn.layers.recurrent import Cell, GRUCell, LSTMCell, SimpleRNNCell
+from jaxnn.summary import count_params, summary
+from jaxnn.train import (
+    Callback,
+    EarlyStopping,
+    History,
+    LambdaCallback,
+    Trainer,
+    TrainState,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Callback",
     "Cell",
+    "CheckpointError",
+    "EarlyStopping",
+    "History",
+    "LambdaCallback",
+    "TrainState",
+    "Trainer",
+    "checkpoint",
+    "losses",
+    "metrics",
+    "population",
     "GRUCell",
     "LSTMCell",
     "Layer",

@@ -240,7 +240,7 @@ def _to_array(where: str, what: str, a: Any) -> jax.Array:
             arr = arr.astype(np.float32)
         elif arr.dtype == np.int64 and not jax.config.jax_enable_x64:
             arr = arr.astype(np.int32)
-    if jnp.issubdtype(arr.dtype, jnp.inexact):
+    if jnp.issubdtype(arr.dtype, jnp.inexact) and arr.ndim and arr.size:
         finite = np.asarray(jnp.isfinite(arr).reshape(arr.shape[0], -1).all(axis=1))
         if not finite.all():
             rows = np.flatnonzero(~finite)
@@ -252,16 +252,24 @@ def _to_array(where: str, what: str, a: Any) -> jax.Array:
     return jnp.asarray(arr)
 
 
+def _to_tree(where: str, what: str, data: Any) -> Any:
+    """A dict of inputs stays a dict of arrays; anything else (arrays, NumPy, nested
+    lists of numbers) is one array."""
+    if isinstance(data, dict):
+        return {k: _to_tree(where, f"{what}[{k!r}]", v) for k, v in data.items()}
+    return _to_array(where, what, data)
+
+
 def _prepare(where: str, x: Any, y: Any = None, sample_weight: Any = None) -> tuple:
     """Checks and converts ``x``, ``y`` and ``sample_weight``; returns them and ``n``."""
     if x is None:
         raise ValueError(f"{where}: x is None; pass the input data.")
-    x = jax.tree.map(lambda a: _to_array(where, "x", a), x)
+    x = _to_tree(where, "x", x)
     n = _num_examples(where, "x", x)
     if n == 0:
         raise ValueError(f"{where}: x has no examples (length 0); pass at least one example.")
     if y is not None:
-        y = jax.tree.map(lambda a: _to_array(where, "y", a), y)
+        y = _to_tree(where, "y", y)
         ny = _num_examples(where, "y", y)
         if ny != n:
             raise ValueError(
@@ -656,8 +664,7 @@ class Trainer:
 
     def _check_targets(self, state: TrainState, x: Any, y: Any) -> None:
         """Fails at the door, not deep in a trace, when the targets do not fit."""
-        x1 = jax.tree.map(lambda a: jax.ShapeDtypeStruct((1, *a.shape[1:]), a.dtype), x)
-        y1 = jax.tree.map(lambda a: jax.ShapeDtypeStruct((1, *a.shape[1:]), a.dtype), y)
+        x1, y1 = spec_of(x), spec_of(y)
         signature = (jax.tree.structure((x1, y1)), tuple(jax.tree.leaves((x1, y1))))
         if signature in self._checked:
             return
