@@ -200,12 +200,12 @@ def sparse_targets(name: str, predictions: jax.Array, targets: jax.Array) -> jax
         raise ValueError(
             f"{name}: predictions need a class axis, shape (batch, ..., classes), got {p}."
         )
-    if t == p[:-1] + (1,):
+    if t == (*p[:-1], 1):
         targets = targets[..., 0]
     elif t != p[:-1]:
         raise ValueError(
             f"{name}: targets have shape {t} but predictions have shape {p}; integer class "
-            f"labels must have shape {p[:-1]} (or {p[:-1] + (1,)}). For one-hot targets use "
+            f"labels must have shape {p[:-1]} (or {(*p[:-1], 1)}). For one-hot targets use "
             "categorical_crossentropy."
         )
     if not jnp.issubdtype(targets.dtype, jnp.integer):

@@ -770,14 +770,18 @@ def _report(
         return
     from tqdm.auto import tqdm  # imported only when a bar is shown
 
+    # The epoch ran as one compiled program, so its bar is drawn once, full, with the
+    # epoch's time and logs, as Keras's bar looks at the end of an epoch.
+    safe = text.replace("{", "{{").replace("}", "}}")
     bar = tqdm(
         total=steps,
-        desc=f"Epoch {epoch + 1}/{epochs}",
-        unit="step",
+        initial=steps,
         file=sys.stdout,
-        bar_format="{desc} {n_fmt}/{total_fmt} [{bar:20}] {elapsed} {postfix}",
+        bar_format=f"Epoch {epoch + 1}/{epochs} {{n_fmt}}/{{total_fmt}} [{{bar:20}}] "
+        f"{{elapsed}} - {safe}",
         ascii=" =",
+        delay=1e9,
     )
-    bar.update(steps)
-    bar.set_postfix_str(text, refresh=False)
+    bar.start_t -= seconds
+    bar.delay = 0
     bar.close()
