@@ -29,7 +29,7 @@ def load(seed: int = 0):
         x, y, test_size=0.25, random_state=seed, stratify=y
     )
     mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-8
-    prep = lambda a: ((a - mean) / std).astype(np.float32)  # noqa: E731
+    prep = lambda a: ((a - mean) / std).astype(np.float32)
     return prep(x_train), y_train[:, None].astype(np.float32), prep(x_test), y_test[:, None]
 
 

@@ -40,7 +40,9 @@ def test_snake_case():
 def test_child_keys_depend_only_on_the_name(key):
     """Adding a layer elsewhere leaves the other layers' initial params unchanged."""
     a = nn.Sequential(nn.Dense(3, name="first"), nn.Dense(2, name="second"))
-    b = nn.Sequential(nn.Dense(3, name="first"), nn.Dense(3, name="extra"), nn.Dense(2, name="second"))
+    b = nn.Sequential(
+        nn.Dense(3, name="first"), nn.Dense(3, name="extra"), nn.Dense(2, name="second")
+    )
     pa, _ = a.init(key, jnp.zeros((1, 4)))
     pb, _ = b.init(key, jnp.zeros((1, 4)))
     np.testing.assert_array_equal(pa["first"]["kernel"], pb["first"]["kernel"])
@@ -106,7 +108,8 @@ def test_errors_name_the_path(key):
     bad["encoder"]["dense_1"]["kernel"] = jnp.zeros((5, 2))
     with pytest.raises(
         nn.LayerError,
-        match=r"Dense 'encoder/dense_1': input has 3 features, but the kernel was initialised for 5",
+        match=r"Dense 'encoder/dense_1': input has 3 features, but the kernel was initialised "
+        r"for 5",
     ):
         model.apply(bad, state, jnp.ones((1, 4)))
 

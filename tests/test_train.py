@@ -4,7 +4,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import pytest
 
 import jaxnn as nn
 
@@ -116,7 +115,9 @@ def test_fit_learns_xor(key):
     x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
     y = np.array([[0], [1], [1], [0]], np.float32)
     model = nn.Sequential(nn.Dense(16, "tanh"), nn.Dense(1, "sigmoid"))
-    trainer = nn.Trainer(model, "binary_crossentropy", nn.optimizers.get("adam", learning_rate=0.05), ["accuracy"])
+    trainer = nn.Trainer(
+        model, "binary_crossentropy", nn.optimizers.get("adam", learning_rate=0.05), ["accuracy"]
+    )
     state = trainer.init(key, x)
     state, history = trainer.fit(state, x, y, epochs=300, batch_size=4, verbose=0)
     assert trainer.evaluate(state, x, y)["accuracy"] == 1.0
@@ -157,7 +158,12 @@ def test_validation_split_and_data(key):
     assert sorted(h) == ["accuracy", "loss", "val_accuracy", "val_loss"]
     # The split holds out the last 20 examples, as Keras does.
     s2, h2 = trainer.fit(
-        state, x[:80], y[:80], epochs=2, batch_size=10, validation_data=(x[80:], y[80:]),
+        state,
+        x[:80],
+        y[:80],
+        epochs=2,
+        batch_size=10,
+        validation_data=(x[80:], y[80:]),
         verbose=0,
     )
     np.testing.assert_allclose(h["val_loss"], h2["val_loss"], rtol=1e-6)
