@@ -1,29 +1,45 @@
 """Losses as pure functions of ``(predictions, targets)`` (optax's order, not Keras's).
 
-Every loss is computed per example first (the mean over all non-batch axes, as Keras
-averages over the last axis) and then reduced to the weighted mean over examples::
+Every loss is computed per example first, the mean over all non-batch axes (as Keras
+averages over the last axis), and then reduced to the weighted mean over examples::
 
-    loss = sum(weights * per_example) / sum(weights)
+    loss = sum(weights * per_example) / sum(weights)        # 0 when sum(weights) == 0
 
-so a 0/1 weight vector is exactly the same as dropping the examples with weight 0
-(Keras divides by the batch size instead; the two agree when all weights are 1).
-:func:`get` returns a :class:`Loss`, whose ``per_example`` gives the ``(batch,)``
-values that training sums over batches so that a partial batch is weighted exactly.
+so a 0/1 weight vector gives exactly the loss on the examples with weight 1, as if the
+others had been dropped. Keras divides by the batch size instead; the two agree when all
+weights are 1.
 
-Targets are never broadcast silently: labels ``(batch,)`` against predictions
-``(batch, 1)`` (or the reverse) gain or lose that unit axis as in Keras; any other
-shape difference raises a ``ValueError`` that names both shapes.
+Two forms of each loss:
+
+* the function, ``binary_crossentropy(predictions, targets, weights=None, *,
+  from_logits=False) -> ()``, the weighted mean;
+* :func:`get` ``(name_or_fn, **options) -> Loss``, whose ``per_example(predictions,
+  targets) -> (batch,)`` gives the values that training sums over batches, so that a
+  partial last batch is weighted exactly; calling the :class:`Loss` gives the mean.
+
+Shapes are checked at trace time and targets are never broadcast silently: labels
+``(batch,)`` against predictions ``(batch, 1)`` (or the reverse) gain or lose that unit
+axis, as in Keras; any other difference raises a ``ValueError`` naming both shapes.
+Targets of any integer or float dtype are cast; the result is computed in at least
+float32, so bfloat16 predictions give accurate logarithms and sums.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
-from collections.abc import Callable
-from typing import Any, NamedTuple
+import inspect
+import math
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from jaxnn._types import ArrayLike
 
 __all__ = [
     "EPSILON",
@@ -38,15 +54,28 @@ __all__ = [
 ]
 
 EPSILON = 1e-7
-"""Keras's clipping constant for probabilities."""
+"""Keras's clipping constant: probabilities are clipped to ``[EPSILON, 1 - EPSILON]``."""
+
+PerExampleFn = Callable[[Any, Any], jax.Array]
+"""``fn(predictions, targets) -> (batch,)``."""
 
 
 # ----------------------------------------------------------------------- helpers
 
 
-def _compute_dtype(predictions: jax.Array) -> jnp.dtype:
-    """At least float32, so bfloat16 predictions give accurate logs and sums."""
-    dtype = jnp.dtype(predictions.dtype)
+def _as_array(x: ArrayLike) -> jax.Array:
+    return x if isinstance(x, jax.Array) else jnp.asarray(x)
+
+
+def compute_dtype(x: jax.Array) -> jnp.dtype:
+    """The dtype a loss or metric is computed in: ``x``'s float dtype, at least float32.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> compute_dtype(jnp.zeros(2, jnp.bfloat16)), compute_dtype(jnp.zeros(2, jnp.int32))
+        (dtype('float32'), dtype('float32'))
+    """
+    dtype = jnp.dtype(x.dtype)
     if not jnp.issubdtype(dtype, jnp.floating) or jnp.finfo(dtype).bits < 32:
         return jnp.dtype(jnp.float32)
     return dtype
@@ -56,19 +85,23 @@ def _check_batch(name: str, predictions: jax.Array, targets: jax.Array) -> None:
     if predictions.ndim == 0 or targets.ndim == 0:
         raise ValueError(
             f"{name}: predictions and targets need a leading batch axis, got shapes "
-            f"{tuple(predictions.shape)} and {tuple(targets.shape)}."
+            f"{tuple(predictions.shape)} and {tuple(targets.shape)}. Pass arrays of shape "
+            "(batch, ...)."
         )
     if predictions.shape[0] != targets.shape[0]:
         raise ValueError(
             f"{name}: predictions have {predictions.shape[0]} examples but targets have "
-            f"{targets.shape[0]}; pass one target per example."
+            f"{targets.shape[0]} (shapes {tuple(predictions.shape)} and "
+            f"{tuple(targets.shape)}); pass one target per example."
         )
 
 
-def align(name: str, predictions: jax.Array, targets: jax.Array) -> jax.Array:
+def align(name: str, predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
     """Returns ``targets`` with the predictions' shape, or raises; never broadcasts.
 
-    A missing or extra trailing axis of size 1 is added or removed, as Keras does.
+    A missing or extra trailing axis of size 1 is added or removed, as Keras does:
+    labels ``(100,)`` fit predictions ``(100, 1)``, and labels ``(100, 1)`` fit
+    predictions ``(100,)``. Any other difference is an error.
 
     Args:
         name: the loss or metric, for the message.
@@ -76,16 +109,17 @@ def align(name: str, predictions: jax.Array, targets: jax.Array) -> jax.Array:
         targets: ``(batch, ...)``.
 
     Returns:
-        The targets, reshaped to ``predictions.shape``.
+        The targets, reshaped to ``predictions.shape`` (dtype unchanged).
 
     Raises:
-        ValueError: when the shapes differ in any other way.
+        ValueError: when the shapes differ in any other way, or the batch sizes differ.
 
     Example:
         >>> import jax.numpy as jnp
         >>> align("mse", jnp.zeros((100, 1)), jnp.zeros(100)).shape
         (100, 1)
     """
+    predictions, targets = _as_array(predictions), _as_array(targets)
     _check_batch(name, predictions, targets)
     p, t = tuple(predictions.shape), tuple(targets.shape)
     if t == p:
@@ -94,111 +128,56 @@ def align(name: str, predictions: jax.Array, targets: jax.Array) -> jax.Array:
         return targets[..., None]
     if len(t) == len(p) + 1 and t[-1] == 1 and t[:-1] == p:
         return targets[..., 0]
-    hint = f", or {p[:-1]} for a single output" if p[-1:] == (1,) else ""
+    if p[-1] == 1:
+        allowed = f"{p} or {p[:-1]}"
+    elif len(p) == 1:
+        allowed = f"{p} or {(*p, 1)}"
+    else:
+        allowed = f"{p}"
     raise ValueError(
         f"{name}: targets have shape {t} but predictions have shape {p}; targets must "
-        f"have the predictions' shape {p}{hint}. Check the labels, or the last layer's "
-        "number of outputs."
+        f"match the predictions' shape, {allowed}. Check the labels, or the number of "
+        "outputs of the last layer."
     )
 
 
-def _per_example_mean(values: jax.Array) -> jax.Array:
-    if values.ndim == 1:
-        return values
-    return jnp.mean(values.reshape(values.shape[0], -1), axis=1)
+def _is_concrete(x: jax.Array) -> bool:
+    return not isinstance(x, jax.core.Tracer) and getattr(x, "is_fully_addressable", True)
 
 
-def weighted_mean(per_example: jax.Array, weights: Any = None) -> jax.Array:
-    """``sum(weights * per_example) / sum(weights)``; 0 when all weights are 0.
+def sparse_targets(name: str, predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
+    """Integer class labels of shape ``predictions.shape[:-1]``, or a clear error.
 
-    Example:
-        >>> import jax.numpy as jnp
-        >>> float(weighted_mean(jnp.array([1.0, 3.0]), jnp.array([1.0, 0.0])))
-        1.0
-    """
-    if weights is None:
-        return jnp.mean(per_example)
-    weights = jnp.asarray(weights)
-    if weights.shape != per_example.shape:
-        raise ValueError(
-            f"weights have shape {tuple(weights.shape)}, expected {tuple(per_example.shape)}: "
-            "one weight per example."
-        )
-    weights = weights.astype(per_example.dtype)
-    total = jnp.sum(weights)
-    safe = jnp.where(total == 0, jnp.ones_like(total), total)
-    return jnp.where(total == 0, jnp.zeros_like(total), jnp.sum(weights * per_example) / safe)
+    Labels may be ``(batch, ...)`` or ``(batch, ..., 1)``, of any integer dtype, or a
+    float dtype holding whole numbers. Concrete labels are checked on the host: a
+    label outside ``[0, classes)`` or a fraction raises. Traced labels (inside ``jit``)
+    cannot be checked there; an invalid one is returned as ``classes``, one past the
+    last class, which callers turn into NaN so that the mistake shows in the result.
 
+    Args:
+        name: the loss or metric, for the message.
+        predictions: ``(batch, ..., classes)``.
+        targets: ``(batch, ...)`` or ``(batch, ..., 1)``.
 
-# ------------------------------------------------------------- per-example losses
+    Returns:
+        ``int32`` labels of shape ``predictions.shape[:-1]``.
 
-
-def _mse(predictions: jax.Array, targets: jax.Array) -> jax.Array:
-    t = align("mean_squared_error", predictions, targets)
-    dt = _compute_dtype(predictions)
-    return _per_example_mean((predictions.astype(dt) - t.astype(dt)) ** 2)
-
-
-def _mae(predictions: jax.Array, targets: jax.Array) -> jax.Array:
-    t = align("mean_absolute_error", predictions, targets)
-    dt = _compute_dtype(predictions)
-    return _per_example_mean(jnp.abs(predictions.astype(dt) - t.astype(dt)))
-
-
-def _huber(predictions: jax.Array, targets: jax.Array, delta: float = 1.0) -> jax.Array:
-    t = align("huber", predictions, targets)
-    dt = _compute_dtype(predictions)
-    err = jnp.abs(predictions.astype(dt) - t.astype(dt))
-    quadratic = 0.5 * err**2
-    linear = delta * (err - 0.5 * delta)
-    return _per_example_mean(jnp.where(err <= delta, quadratic, linear))
-
-
-def _bce(predictions: jax.Array, targets: jax.Array, from_logits: bool = False) -> jax.Array:
-    t = align("binary_crossentropy", predictions, targets)
-    dt = _compute_dtype(predictions)
-    z, t = predictions.astype(dt), t.astype(dt)
-    if from_logits:
-        # softplus(z) - z t, stable for large |z|.
-        values = jax.nn.softplus(z) - z * t
-    else:
-        p = jnp.clip(z, EPSILON, 1.0 - EPSILON)
-        values = -(t * jnp.log(p) + (1.0 - t) * jnp.log1p(-p))
-    return _per_example_mean(values)
-
-
-def _cce(predictions: jax.Array, targets: jax.Array, from_logits: bool = False) -> jax.Array:
-    _check_batch("categorical_crossentropy", predictions, targets)
-    if tuple(targets.shape) != tuple(predictions.shape):
-        raise ValueError(
-            f"categorical_crossentropy: targets have shape {tuple(targets.shape)} but "
-            f"predictions have shape {tuple(predictions.shape)}; targets must be one-hot "
-            "(or probabilities) of the same shape. For integer class labels use "
-            "sparse_categorical_crossentropy."
-        )
-    dt = _compute_dtype(predictions)
-    z, t = predictions.astype(dt), targets.astype(dt)
-    if from_logits:
-        log_p = jax.nn.log_softmax(z, axis=-1)
-    else:
-        p = z / jnp.sum(z, axis=-1, keepdims=True)
-        log_p = jnp.log(jnp.clip(p, EPSILON, 1.0 - EPSILON))
-    return _per_example_mean(-jnp.sum(t * log_p, axis=-1))
-
-
-def sparse_targets(name: str, predictions: jax.Array, targets: jax.Array) -> jax.Array:
-    """Integer class labels shaped ``predictions.shape[:-1]``, or a clear error.
+    Raises:
+        ValueError: for a label shape that does not fit the predictions, and for
+            concrete labels that are out of range or not whole numbers.
 
     Example:
         >>> import jax.numpy as jnp
-        >>> sparse_targets("x", jnp.zeros((4, 3)), jnp.array([[0], [1], [2], [1]])).shape
-        (4,)
+        >>> sparse_targets("x", jnp.zeros((4, 3)), jnp.array([[0], [1], [2], [1]])).tolist()
+        [0, 1, 2, 1]
     """
+    predictions, targets = _as_array(predictions), _as_array(targets)
     _check_batch(name, predictions, targets)
     p, t = tuple(predictions.shape), tuple(targets.shape)
     if len(p) < 2:
         raise ValueError(
-            f"{name}: predictions need a class axis, shape (batch, ..., classes), got {p}."
+            f"{name}: predictions need a class axis, shape (batch, ..., classes), got {p}. "
+            "For a single output use binary labels and a binary loss or metric."
         )
     if t == (*p[:-1], 1):
         targets = targets[..., 0]
@@ -206,23 +185,173 @@ def sparse_targets(name: str, predictions: jax.Array, targets: jax.Array) -> jax
         raise ValueError(
             f"{name}: targets have shape {t} but predictions have shape {p}; integer class "
             f"labels must have shape {p[:-1]} (or {(*p[:-1], 1)}). For one-hot targets use "
-            "categorical_crossentropy."
+            f"the categorical form (categorical_crossentropy, categorical_accuracy)."
         )
-    if not jnp.issubdtype(targets.dtype, jnp.integer):
-        targets = targets.astype(jnp.int32)
-    return targets
-
-
-def _scce(predictions: jax.Array, targets: jax.Array, from_logits: bool = False) -> jax.Array:
-    labels = sparse_targets("sparse_categorical_crossentropy", predictions, targets)
-    dt = _compute_dtype(predictions)
-    z = predictions.astype(dt)
-    if from_logits:
-        log_p = jax.nn.log_softmax(z, axis=-1)
+    classes = p[-1]
+    if jnp.issubdtype(targets.dtype, jnp.floating):
+        as_float = targets.astype(jnp.float32)
+        whole = jnp.isfinite(as_float) & (jnp.floor(as_float) == as_float)
+        valid = whole & (as_float >= 0) & (as_float < classes)
+        labels = jnp.where(valid, as_float, 0.0).astype(jnp.int32)
+    elif jnp.issubdtype(targets.dtype, jnp.integer) or targets.dtype == jnp.bool_:
+        labels = targets.astype(jnp.int32)
+        valid = (labels >= 0) & (labels < classes)
     else:
-        p = z / jnp.sum(z, axis=-1, keepdims=True)
-        log_p = jnp.log(jnp.clip(p, EPSILON, 1.0 - EPSILON))
-    # An out-of-range label gives NaN (not a silent 0), so the mistake shows.
+        raise ValueError(
+            f"{name}: targets must be integer class labels, got dtype {targets.dtype}."
+        )
+    if _is_concrete(targets) and targets.size:
+        host = np.asarray(targets).astype(np.float64)
+        if not np.all(np.isfinite(host) & (np.floor(host) == host)):
+            bad = host[~(np.isfinite(host) & (np.floor(host) == host))].ravel()[0]
+            raise ValueError(
+                f"{name}: targets must be integer class labels, got the value {bad}. For "
+                "one-hot or probability targets use the categorical form "
+                "(categorical_crossentropy, categorical_accuracy)."
+            )
+        lo, hi = int(host.min()), int(host.max())
+        if lo < 0 or hi >= classes:
+            raise ValueError(
+                f"{name}: class labels must lie in [0, {classes}) for predictions with "
+                f"{classes} classes, got labels from {lo} to {hi}. Map the labels to "
+                f"0..{classes - 1}, or give the last layer more outputs."
+            )
+    return jnp.where(valid, labels, classes)
+
+
+def _per_example_mean(values: jax.Array) -> jax.Array:
+    """``(batch, ...) -> (batch,)``: the mean over all non-batch axes."""
+    if values.ndim == 1:
+        return values
+    return jnp.mean(values.reshape(values.shape[0], math.prod(values.shape[1:])), axis=1)
+
+
+def weighted_mean(per_example: jax.Array, weights: ArrayLike | None = None) -> jax.Array:
+    """``sum(weights * per_example) / sum(weights)``, and 0 (not NaN) when that sum is 0.
+
+    Args:
+        per_example: ``(batch,)`` values.
+        weights: ``(batch,)`` weights, or ``None`` for all ones. A 0/1 mask gives
+            exactly the mean over the examples with weight 1.
+
+    Returns:
+        A scalar in the values' dtype, at least float32.
+
+    Raises:
+        ValueError: if ``weights`` is not ``(batch,)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> float(weighted_mean(jnp.array([1.0, 3.0]), jnp.array([1.0, 0.0])))
+        1.0
+    """
+    per_example = _as_array(per_example)
+    per_example = per_example.astype(compute_dtype(per_example))
+    if weights is None:
+        batch = per_example.shape[0]
+        if batch == 0:
+            return jnp.zeros((), per_example.dtype)
+        return jnp.sum(per_example) / batch
+    weights = _as_array(weights)
+    if tuple(weights.shape) != tuple(per_example.shape):
+        raise ValueError(
+            f"weights have shape {tuple(weights.shape)} but there are "
+            f"{per_example.shape[0]} examples; pass one weight per example, shape "
+            f"{tuple(per_example.shape)}."
+        )
+    weights = weights.astype(per_example.dtype)
+    total = jnp.sum(weights)
+    empty = total == 0
+    # The safe denominator keeps the gradient finite when every weight is 0.
+    safe = jnp.where(empty, jnp.ones_like(total), total)
+    return jnp.where(empty, jnp.zeros_like(total), jnp.sum(weights * per_example) / safe)
+
+
+def _log_probabilities(predictions: jax.Array, from_logits: bool) -> jax.Array:
+    """Log-probabilities over the last axis, in at least float32."""
+    z = predictions.astype(compute_dtype(predictions))
+    if from_logits:
+        return jax.nn.log_softmax(z, axis=-1)
+    # As Keras: renormalise to sum 1, then clip away from 0 and 1.
+    p = z / jnp.sum(z, axis=-1, keepdims=True)
+    return jnp.log(jnp.clip(p, EPSILON, 1.0 - EPSILON))
+
+
+def _check_from_logits(name: str, from_logits: Any) -> None:
+    if not isinstance(from_logits, (bool, np.bool_)):
+        raise TypeError(
+            f"{name}: from_logits must be True or False, got {from_logits!r}. It is a "
+            "Python setting, fixed when the loss is traced."
+        )
+
+
+# ------------------------------------------------------------- per-example losses
+
+
+def _mse(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
+    predictions = _as_array(predictions)
+    t = align("mean_squared_error", predictions, targets)
+    dt = compute_dtype(predictions)
+    return _per_example_mean((predictions.astype(dt) - t.astype(dt)) ** 2)
+
+
+def _mae(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
+    predictions = _as_array(predictions)
+    t = align("mean_absolute_error", predictions, targets)
+    dt = compute_dtype(predictions)
+    return _per_example_mean(jnp.abs(predictions.astype(dt) - t.astype(dt)))
+
+
+def _huber(predictions: ArrayLike, targets: ArrayLike, *, delta: ArrayLike = 1.0) -> jax.Array:
+    if isinstance(delta, (int, float)) and not (delta > 0 and math.isfinite(delta)):
+        raise ValueError(f"huber: delta must be a positive number, got {delta!r}.")
+    predictions = _as_array(predictions)
+    t = align("huber", predictions, targets)
+    dt = compute_dtype(predictions)
+    delta = jnp.asarray(delta).astype(dt)
+    err = jnp.abs(predictions.astype(dt) - t.astype(dt))
+    quadratic = 0.5 * err**2
+    linear = delta * (err - 0.5 * delta)
+    return _per_example_mean(jnp.where(err <= delta, quadratic, linear))
+
+
+def _bce(predictions: ArrayLike, targets: ArrayLike, *, from_logits: bool = False) -> jax.Array:
+    _check_from_logits("binary_crossentropy", from_logits)
+    predictions = _as_array(predictions)
+    t = align("binary_crossentropy", predictions, targets)
+    dt = compute_dtype(predictions)
+    z, t = predictions.astype(dt), t.astype(dt)
+    if from_logits:
+        # -(t log sigmoid(z) + (1 - t) log sigmoid(-z)) = softplus(z) - t z, stable for any z.
+        values = jax.nn.softplus(z) - t * z
+    else:
+        p = jnp.clip(z, EPSILON, 1.0 - EPSILON)
+        values = -(t * jnp.log(p) + (1.0 - t) * jnp.log1p(-p))
+    return _per_example_mean(values)
+
+
+def _cce(predictions: ArrayLike, targets: ArrayLike, *, from_logits: bool = False) -> jax.Array:
+    _check_from_logits("categorical_crossentropy", from_logits)
+    predictions, targets = _as_array(predictions), _as_array(targets)
+    _check_batch("categorical_crossentropy", predictions, targets)
+    if tuple(targets.shape) != tuple(predictions.shape):
+        raise ValueError(
+            f"categorical_crossentropy: targets have shape {tuple(targets.shape)} but "
+            f"predictions have shape {tuple(predictions.shape)}; targets must be one-hot "
+            "(or probabilities) of the predictions' shape. For integer class labels use "
+            "sparse_categorical_crossentropy."
+        )
+    log_p = _log_probabilities(predictions, from_logits)
+    t = targets.astype(log_p.dtype)
+    return _per_example_mean(-jnp.sum(t * log_p, axis=-1))
+
+
+def _scce(predictions: ArrayLike, targets: ArrayLike, *, from_logits: bool = False) -> jax.Array:
+    _check_from_logits("sparse_categorical_crossentropy", from_logits)
+    predictions = _as_array(predictions)
+    labels = sparse_targets("sparse_categorical_crossentropy", predictions, targets)
+    log_p = _log_probabilities(predictions, from_logits)
+    # An invalid label is `classes`, past the end, which "fill" turns into NaN.
     picked = jnp.take_along_axis(log_p, labels[..., None], axis=-1, mode="fill", fill_value=jnp.nan)
     return _per_example_mean(-picked[..., 0])
 
@@ -230,34 +359,14 @@ def _scce(predictions: jax.Array, targets: jax.Array, from_logits: bool = False)
 # ------------------------------------------------------------------- public API
 
 
-class Loss(NamedTuple):
-    """A loss: its name and its per-example form.
-
-    Attributes:
-        name: the name shown in logs.
-        per_example: ``per_example(predictions, targets) -> (batch,)``.
-
-    Calling a ``Loss`` gives the weighted mean:
-    ``loss(predictions, targets, weights=None) -> scalar``.
-    """
-
-    name: str
-    per_example: Callable[[jax.Array, jax.Array], jax.Array]
-
-    def __call__(
-        self, predictions: jax.Array, targets: jax.Array, weights: Any = None
-    ) -> jax.Array:
-        return weighted_mean(self.per_example(predictions, targets), weights)
-
-
 def mean_squared_error(
-    predictions: jax.Array, targets: jax.Array, weights: Any = None
+    predictions: ArrayLike, targets: ArrayLike, weights: ArrayLike | None = None
 ) -> jax.Array:
     """Mean squared error, ``mean((predictions - targets)^2)``.
 
     Args:
         predictions: ``(batch, ...)``.
-        targets: the same shape (a missing unit last axis is added).
+        targets: the predictions' shape; ``(batch,)`` fits ``(batch, 1)`` and back.
         weights: optional ``(batch,)`` per-example weights.
 
     Returns:
@@ -275,13 +384,13 @@ def mean_squared_error(
 
 
 def mean_absolute_error(
-    predictions: jax.Array, targets: jax.Array, weights: Any = None
+    predictions: ArrayLike, targets: ArrayLike, weights: ArrayLike | None = None
 ) -> jax.Array:
     """Mean absolute error, ``mean(|predictions - targets|)``.
 
     Args:
         predictions: ``(batch, ...)``.
-        targets: the same shape (a missing unit last axis is added).
+        targets: the predictions' shape; ``(batch,)`` fits ``(batch, 1)`` and back.
         weights: optional ``(batch,)`` per-example weights.
 
     Returns:
@@ -299,44 +408,49 @@ def mean_absolute_error(
 
 
 def huber(
-    predictions: jax.Array, targets: jax.Array, weights: Any = None, *, delta: float = 1.0
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    weights: ArrayLike | None = None,
+    *,
+    delta: ArrayLike = 1.0,
 ) -> jax.Array:
-    """Huber loss: ``0.5 e^2`` for ``|e| <= delta``, else ``delta (|e| - delta / 2)``.
+    """Huber loss: ``0.5 e^2`` where ``|e| <= delta``, else ``delta (|e| - delta / 2)``.
 
     Args:
         predictions: ``(batch, ...)``.
-        targets: the same shape.
+        targets: the predictions' shape; ``(batch,)`` fits ``(batch, 1)`` and back.
         weights: optional ``(batch,)`` per-example weights.
-        delta: where the loss turns from quadratic to linear.
+        delta: where the loss turns from quadratic to linear; positive.
 
     Returns:
         The weighted mean over examples, a scalar.
 
     Raises:
-        ValueError: if the shapes do not match.
+        ValueError: if the shapes do not match, or ``delta`` is not positive.
 
     Example:
         >>> import jax.numpy as jnp
         >>> float(huber(jnp.array([[0.5], [3.0]]), jnp.array([[0.0], [0.0]])))
         1.3125
     """
-    return weighted_mean(_huber(predictions, targets, delta), weights)
+    return weighted_mean(_huber(predictions, targets, delta=delta), weights)
 
 
 def binary_crossentropy(
-    predictions: jax.Array,
-    targets: jax.Array,
-    weights: Any = None,
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    weights: ArrayLike | None = None,
     *,
     from_logits: bool = False,
 ) -> jax.Array:
     """Binary cross-entropy, ``-(t log p + (1 - t) log(1 - p))``.
 
     Args:
-        predictions: probabilities ``(batch, ...)`` (clipped to ``[1e-7, 1 - 1e-7]``,
-            as Keras does), or logits with ``from_logits=True`` (computed stably).
-        targets: 0/1 (or soft) labels of the same shape; ``(batch,)`` labels fit
-            ``(batch, 1)`` predictions.
+        predictions: probabilities ``(batch, ...)``, clipped to ``[1e-7, 1 - 1e-7]``
+            as Keras does; or logits with ``from_logits=True``, computed stably as
+            ``softplus(z) - t z`` (prefer this: no clipping, exact gradients).
+        targets: 0/1 (or soft) labels of the predictions' shape; ``(batch,)`` labels
+            fit ``(batch, 1)`` predictions.
         weights: optional ``(batch,)`` per-example weights.
         from_logits: whether ``predictions`` are logits.
 
@@ -351,22 +465,23 @@ def binary_crossentropy(
         >>> round(float(binary_crossentropy(jnp.array([[0.9], [0.2]]), jnp.array([1, 0]))), 4)
         0.1643
     """
-    return weighted_mean(_bce(predictions, targets, from_logits), weights)
+    return weighted_mean(_bce(predictions, targets, from_logits=from_logits), weights)
 
 
 def categorical_crossentropy(
-    predictions: jax.Array,
-    targets: jax.Array,
-    weights: Any = None,
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    weights: ArrayLike | None = None,
     *,
     from_logits: bool = False,
 ) -> jax.Array:
     """Categorical cross-entropy against one-hot (or probability) targets.
 
     Args:
-        predictions: probabilities ``(batch, ..., classes)`` (renormalised and
-            clipped, as Keras does), or logits with ``from_logits=True``.
-        targets: one-hot targets of the same shape.
+        predictions: probabilities ``(batch, ..., classes)``, renormalised to sum 1
+            and clipped to ``[1e-7, 1 - 1e-7]`` as Keras does; or logits with
+            ``from_logits=True`` (``log_softmax``, stable).
+        targets: one-hot targets of the predictions' shape.
         weights: optional ``(batch,)`` per-example weights.
         from_logits: whether ``predictions`` are logits.
 
@@ -382,23 +497,25 @@ def categorical_crossentropy(
         >>> round(float(categorical_crossentropy(p, jnp.array([[1.0, 0.0, 0.0]]))), 4)
         0.3567
     """
-    return weighted_mean(_cce(predictions, targets, from_logits), weights)
+    return weighted_mean(_cce(predictions, targets, from_logits=from_logits), weights)
 
 
 def sparse_categorical_crossentropy(
-    predictions: jax.Array,
-    targets: jax.Array,
-    weights: Any = None,
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    weights: ArrayLike | None = None,
     *,
     from_logits: bool = False,
 ) -> jax.Array:
     """Categorical cross-entropy against integer class labels.
 
     Args:
-        predictions: probabilities ``(batch, ..., classes)``, or logits with
+        predictions: probabilities ``(batch, ..., classes)`` (renormalised and
+            clipped like :func:`categorical_crossentropy`), or logits with
             ``from_logits=True``.
-        targets: integer labels ``(batch, ...)`` or ``(batch, ..., 1)``; a label
-            outside ``[0, classes)`` gives NaN.
+        targets: class labels ``(batch, ...)`` or ``(batch, ..., 1)``, integers or
+            whole-number floats in ``[0, classes)``. Concrete labels are checked; a
+            traced invalid label (inside ``jit``) makes its example's loss NaN.
         weights: optional ``(batch,)`` per-example weights.
         from_logits: whether ``predictions`` are logits.
 
@@ -406,7 +523,8 @@ def sparse_categorical_crossentropy(
         The weighted mean over examples, a scalar.
 
     Raises:
-        ValueError: if the label shape does not fit the predictions.
+        ValueError: if the label shape does not fit the predictions, or concrete
+            labels are out of range or fractional.
 
     Example:
         >>> import jax.numpy as jnp
@@ -414,10 +532,45 @@ def sparse_categorical_crossentropy(
         >>> round(float(sparse_categorical_crossentropy(p, jnp.array([0, 1]))), 4)
         0.2899
     """
-    return weighted_mean(_scce(predictions, targets, from_logits), weights)
+    return weighted_mean(_scce(predictions, targets, from_logits=from_logits), weights)
 
 
-_PER_EXAMPLE: dict[str, Callable] = {
+@dataclasses.dataclass(frozen=True, eq=False)
+class Loss:
+    """A loss, as :func:`get` returns it: its name, per-example form and options.
+
+    Attributes:
+        name: the name shown in logs (``"mse"``, ``"binary_crossentropy"``, ...).
+        per_example: ``per_example(predictions, targets) -> (batch,)``, options
+            already bound. Training sums ``weight * per_example`` and ``weight`` over
+            batches and divides once, which weights a partial last batch exactly.
+        kwargs: the options bound into ``per_example`` (``{"from_logits": True}``), a
+            read-only mapping, for logs and configs.
+
+    Calling a ``Loss`` gives the weighted mean,
+    ``loss(predictions, targets, weights=None) -> ()``, as the loss functions do.
+    It is a frozen dataclass, not a NamedTuple, so that ``jax.jit(loss)`` works and
+    a ``Loss`` is never mistaken for a pytree of arrays.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> loss = get("mse")
+        >>> p, t = jnp.array([[1.0], [3.0]]), jnp.array([0.0, 1.0])
+        >>> loss.per_example(p, t).tolist(), float(loss(p, t, jnp.array([1.0, 0.0])))
+        ([1.0, 4.0], 1.0)
+    """
+
+    name: str
+    per_example: PerExampleFn
+    kwargs: Mapping[str, Any] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+
+    def __call__(
+        self, predictions: Any, targets: Any, weights: ArrayLike | None = None
+    ) -> jax.Array:
+        return weighted_mean(self.per_example(predictions, targets), weights)
+
+
+_PER_EXAMPLE: dict[str, Callable[..., jax.Array]] = {
     "mean_squared_error": _mse,
     "mse": _mse,
     "mean_absolute_error": _mae,
@@ -425,69 +578,182 @@ _PER_EXAMPLE: dict[str, Callable] = {
     "huber": _huber,
     "binary_crossentropy": _bce,
     "bce": _bce,
-    "binary_crossentropy_from_logits": functools.partial(_bce, from_logits=True),
     "categorical_crossentropy": _cce,
-    "categorical_crossentropy_from_logits": functools.partial(_cce, from_logits=True),
     "sparse_categorical_crossentropy": _scce,
-    "sparse_categorical_crossentropy_from_logits": functools.partial(_scce, from_logits=True),
+}
+
+_OF_FUNCTION: dict[Callable, Callable[..., jax.Array]] = {
+    mean_squared_error: _mse,
+    mean_absolute_error: _mae,
+    huber: _huber,
+    binary_crossentropy: _bce,
+    categorical_crossentropy: _cce,
+    sparse_categorical_crossentropy: _scce,
 }
 
 
-def _checked(name: str, fn: Callable) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    def per_example(predictions: jax.Array, targets: jax.Array) -> jax.Array:
-        values = jnp.asarray(fn(predictions, targets))
-        batch = jax.tree.leaves(predictions)[0].shape[0]
-        if values.shape != (batch,):
-            raise ValueError(
-                f"loss {name!r} returned shape {tuple(values.shape)}; a loss function must "
-                f"return one value per example, shape ({batch},), so that batches and "
-                "weights reduce exactly."
-            )
-        return values
+def _leading_size(name: str, kind: str, predictions: Any, targets: Any) -> int:
+    sizes = set()
+    for what, tree in (("predictions", predictions), ("targets", targets)):
+        for leaf in jax.tree.leaves(tree):
+            if np.ndim(leaf) == 0:
+                raise ValueError(
+                    f"{kind} {name!r}: {what} need a leading batch axis, got a scalar."
+                )
+            sizes.add(np.shape(leaf)[0])
+    if len(sizes) != 1:
+        raise ValueError(
+            f"{kind} {name!r}: predictions and targets have different numbers of "
+            f"examples {sorted(sizes)}; pass one target per example."
+        )
+    return sizes.pop()
+
+
+def per_example_fn(fn: Callable[[Any, Any], Any], name: str, kind: str = "loss") -> PerExampleFn:
+    """Turns a user's ``f(predictions, targets)`` into one giving ``(batch,)`` values.
+
+    What ``f`` returns decides how, found with ``jax.eval_shape`` (no computation):
+
+    * ``(batch,)``: used as is;
+    * ``(batch, ...)``: the mean over the non-batch axes, like the built-in losses
+      (so an elementwise loss such as ``optax.l2_loss`` works);
+    * a scalar: taken to be a mean over examples, so it is applied to each example
+      as a batch of one (``jax.vmap``). A loss that couples examples (a contrastive
+      loss) has no per-example form and cannot be weighted exactly.
+
+    Predictions and targets may be pytrees; their leaves share the batch axis.
+
+    Args:
+        fn: the function.
+        name: its name, for messages.
+        kind: ``"loss"`` or ``"metric"``, for messages.
+
+    Returns:
+        ``per_example(predictions, targets) -> (batch,)``.
+
+    Raises:
+        ValueError: (when called) if ``f`` returns any other shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> f = per_example_fn(lambda p, t: jnp.mean((p - t) ** 2), "my_mse")
+        >>> f(jnp.array([[1.0], [3.0]]), jnp.zeros((2, 1))).tolist()
+        [1.0, 9.0]
+    """
+
+    def per_example(predictions: Any, targets: Any) -> jax.Array:
+        batch = _leading_size(name, kind, predictions, targets)
+        out = jax.eval_shape(fn, predictions, targets)
+        shape = getattr(out, "shape", None)
+        if shape == ():
+
+            def one(p: Any, t: Any) -> jax.Array:
+                first = functools.partial(jax.tree.map, lambda a: a[None])
+                return jnp.asarray(fn(first(p), first(t)))
+
+            return jax.vmap(one)(predictions, targets)
+        if shape is not None and len(shape) >= 1 and shape[0] == batch:
+            return _per_example_mean(_as_array(fn(predictions, targets)))
+        got = tuple(shape) if shape is not None else type(out).__name__
+        raise ValueError(
+            f"{kind} {name!r} returned {got} for {batch} examples; a {kind} function must "
+            f"return one value per example, shape ({batch},) (or ({batch}, ...), averaged "
+            "per example, or a scalar mean over the batch)."
+        )
 
     return per_example
 
 
+def _bind(name: str, kind: str, fn: Callable, kwargs: Mapping[str, Any]) -> Callable:
+    """Binds options into a built-in, checking their names eagerly."""
+    if not kwargs:
+        return fn
+    options = [
+        p.name
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    unknown = sorted(set(kwargs) - set(options))
+    if unknown:
+        takes = f"its options are {options}" if options else "it takes no options"
+        raise TypeError(f"{kind} {name!r} has no option {unknown[0]!r}; {takes}.")
+    return functools.partial(fn, **kwargs)
+
+
+def _fn_name(fn: Callable) -> str:
+    base = fn.func if isinstance(fn, functools.partial) else fn
+    name = getattr(base, "__name__", type(base).__name__)
+    return "lambda" if name == "<lambda>" else name
+
+
+def unknown_name_error(kind: str, given: str, known: Mapping[str, Any]) -> ValueError:
+    """The error for an unknown loss or metric name, with close matches.
+
+    Example:
+        >>> print(unknown_name_error("loss", "msee", {"mse": 0, "mae": 0}))
+        unknown loss 'msee'. Did you mean 'mse'? Known names: 'mae', 'mse'; or \
+pass a function f(predictions, targets).
+    """
+    close = difflib.get_close_matches(given.lower(), known, n=3)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return ValueError(
+        f"unknown {kind} {given!r}.{hint} Known names: "
+        f"{', '.join(repr(k) for k in sorted(known))}; or pass a function "
+        "f(predictions, targets)."
+    )
+
+
 def get(loss: str | Callable | Loss, **kwargs: Any) -> Loss:
-    """Returns a :class:`Loss` for a Keras name or a function.
+    """Returns a :class:`Loss` for a Keras name, a loss function, or a :class:`Loss`.
 
     Args:
-        loss: a name (case-insensitive): ``"mse"``, ``"mae"``, ``"huber"``,
-            ``"binary_crossentropy"``, ``"categorical_crossentropy"``,
-            ``"sparse_categorical_crossentropy"`` (each full Keras name works, and
-            ``"<name>_from_logits"`` for the cross-entropies); a :class:`Loss`; or a
-            function ``f(predictions, targets) -> (batch,)`` values.
-        **kwargs: options of a named loss, e.g. ``from_logits=True`` or ``delta=2.0``.
+        loss: one of
+
+            * a name, case-insensitive: ``"mean_squared_error"``/``"mse"``,
+              ``"mean_absolute_error"``/``"mae"``, ``"huber"``,
+              ``"binary_crossentropy"``/``"bce"``, ``"categorical_crossentropy"``,
+              ``"sparse_categorical_crossentropy"``;
+            * a function of this module (``losses.huber``), used per example;
+            * any function ``f(predictions, targets)`` returning ``(batch,)`` values,
+              ``(batch, ...)`` values (averaged per example) or a scalar mean (see
+              :func:`per_example_fn`);
+            * a :class:`Loss`, returned as is (with ``kwargs``, rebound).
+        **kwargs: options of the loss, e.g. ``from_logits=True`` or ``delta=2.0``.
 
     Returns:
-        The :class:`Loss`.
+        The :class:`Loss`, named by its lower-cased name or the function's name.
 
     Raises:
         ValueError: for an unknown name; the message lists close matches.
+        TypeError: for an option the loss does not take, or a ``loss`` of the wrong type.
 
     Example:
         >>> import jax.numpy as jnp
         >>> loss = get("binary_crossentropy", from_logits=True)
+        >>> loss.name, dict(loss.kwargs)
+        ('binary_crossentropy', {'from_logits': True})
         >>> loss.per_example(jnp.zeros((3, 1)), jnp.ones((3, 1))).shape
         (3,)
     """
+    frozen = MappingProxyType(dict(kwargs))
     if isinstance(loss, Loss):
-        return loss
+        if not kwargs:
+            return loss
+        per_example = functools.partial(loss.per_example, **kwargs)
+        return Loss(loss.name, per_example, MappingProxyType({**loss.kwargs, **kwargs}))
     if isinstance(loss, str):
         fn = _PER_EXAMPLE.get(loss.lower())
         if fn is None:
-            close = difflib.get_close_matches(loss.lower(), _PER_EXAMPLE, n=3)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise ValueError(
-                f"unknown loss {loss!r}.{hint} Known names: {', '.join(sorted(_PER_EXAMPLE))}; "
-                "or pass a function f(predictions, targets) giving one value per example."
-            )
-        if kwargs:
-            fn = functools.partial(fn, **kwargs)
-        return Loss(loss.lower(), fn)
+            raise unknown_name_error("loss", loss, _PER_EXAMPLE)
+        return Loss(loss.lower(), _bind(loss.lower(), "loss", fn, kwargs), frozen)
     if callable(loss):
-        name = getattr(loss, "__name__", type(loss).__name__)
-        if kwargs:
-            loss = functools.partial(loss, **kwargs)
-        return Loss(name, _checked(name, loss))
-    raise TypeError(f"loss must be a name or a function, got {type(loss).__name__}.")
+        name = _fn_name(loss)
+        builtin = next((v for k, v in _OF_FUNCTION.items() if k is loss), None)
+        if builtin is not None:
+            return Loss(name, _bind(name, "loss", builtin, kwargs), frozen)
+        fn = functools.partial(loss, **kwargs) if kwargs else loss
+        return Loss(name, per_example_fn(fn, name, "loss"), frozen)
+    raise TypeError(
+        f"loss must be a name such as 'mse', a function f(predictions, targets) or a Loss, "
+        f"got {type(loss).__name__}."
+    )

@@ -1,13 +1,22 @@
-"""Metrics as pure per-example functions, so any batching reduces exactly.
+"""Metrics as pure per-example functions, so that any batching reduces exactly.
 
-A metric gives one value per example, shape ``(batch,)``. Summing ``values * mask``
-and ``mask`` over batches, a partial last batch included, and dividing gives exactly
-the metric over the whole data set: :func:`reduce` does that for one batch.
+A metric gives one value per example, shape ``(batch,)``, float32 (an example with
+several outputs or time steps gets the mean over them). Summing ``values * mask`` and
+``mask`` over batches, a padded partial last batch included, and dividing once gives
+exactly the metric over the whole data set, whatever the batch size::
+
+    totals = Totals.zeros()
+    for predictions, targets, mask in batches:
+        totals = totals.update(accuracy(predictions, targets), mask)
+    totals.result()                      # == the mean over the real examples
+
+:func:`reduce` gives one batch's ``(sum, count)``; :class:`Totals` accumulates them and is
+a pytree, so it can be the carry of ``lax.scan``. Shapes follow the losses' rules
+(:func:`jaxnn.losses.align`): never a silent broadcast, an error naming both shapes.
 """
 
 from __future__ import annotations
 
-import difflib
 import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -15,10 +24,27 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxnn.losses import align, sparse_targets
+from jaxnn._types import ArrayLike
+from jaxnn.losses import (
+    Loss,
+    _as_array,
+    _bind,
+    _check_batch,
+    _fn_name,
+    _mae,
+    _mse,
+    _per_example_mean,
+    align,
+    compute_dtype,
+    per_example_fn,
+    sparse_targets,
+    unknown_name_error,
+)
+from jaxnn.losses import get as _get_loss
 
 __all__ = [
     "Metric",
+    "Totals",
     "accuracy",
     "binary_accuracy",
     "categorical_accuracy",
@@ -30,38 +56,77 @@ __all__ = [
 ]
 
 
-def _per_example_mean(values: jax.Array) -> jax.Array:
-    values = values.astype(jnp.float32)
-    if values.ndim == 1:
-        return values
-    return jnp.mean(values.reshape(values.shape[0], -1), axis=1)
+def _mean_of(hits: jax.Array) -> jax.Array:
+    return _per_example_mean(hits.astype(jnp.float32))
+
+
+def _binary(name: str, predictions: ArrayLike, targets: ArrayLike, threshold: Any) -> jax.Array:
+    predictions = _as_array(predictions)
+    t = align(name, predictions, targets)
+    dt = compute_dtype(predictions)
+    threshold = jnp.asarray(threshold).astype(dt)
+    hits = (predictions.astype(dt) > threshold) == (t.astype(jnp.float32) > 0.5)
+    return _mean_of(hits)
+
+
+def _categorical(name: str, predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
+    predictions, targets = _as_array(predictions), _as_array(targets)
+    _check_batch(name, predictions, targets)
+    if tuple(targets.shape) != tuple(predictions.shape):
+        raise ValueError(
+            f"{name}: targets have shape {tuple(targets.shape)} but predictions have shape "
+            f"{tuple(predictions.shape)}; one-hot targets must match the predictions' "
+            "shape. For integer labels use sparse_categorical_accuracy."
+        )
+    return _mean_of(jnp.argmax(predictions, axis=-1) == jnp.argmax(targets, axis=-1))
+
+
+def _sparse(name: str, predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
+    predictions = _as_array(predictions)
+    labels = sparse_targets(name, predictions, targets)
+    classes = predictions.shape[-1]
+    hits = (jnp.argmax(predictions, axis=-1) == labels).astype(jnp.float32)
+    # A traced invalid label (one past the last class) makes its example NaN, not 0.
+    return _per_example_mean(jnp.where(labels < classes, hits, jnp.nan))
 
 
 def binary_accuracy(
-    predictions: jax.Array, targets: jax.Array, *, threshold: float = 0.5
+    predictions: ArrayLike, targets: ArrayLike, *, threshold: ArrayLike = 0.5
 ) -> jax.Array:
-    """Whether ``predictions > threshold`` equals ``targets > threshold``, per example.
+    """Whether ``predictions > threshold`` agrees with the label, per example.
 
     Args:
-        predictions: probabilities ``(batch, ...)``.
-        targets: 0/1 labels of the same shape (``(batch,)`` fits ``(batch, 1)``).
-        threshold: the decision threshold.
+        predictions: probabilities ``(batch, ...)`` (for logits, ``threshold=0.0``).
+        targets: 0/1 labels of the predictions' shape (``(batch,)`` fits
+            ``(batch, 1)``); a label counts as positive when above 0.5.
+        threshold: the decision threshold for the predictions.
 
     Returns:
-        ``(batch,)`` values in ``[0, 1]`` (the mean over an example's outputs).
+        ``(batch,)`` values in ``[0, 1]``: the fraction of an example's outputs right.
+
+    Raises:
+        ValueError: if the shapes do not match.
 
     Example:
         >>> import jax.numpy as jnp
         >>> binary_accuracy(jnp.array([[0.9], [0.4], [0.6]]), jnp.array([1, 1, 0])).tolist()
         [1.0, 0.0, 0.0]
     """
-    t = align("binary_accuracy", predictions, targets)
-    hit = (predictions > threshold) == (t.astype(jnp.float32) > threshold)
-    return _per_example_mean(hit)
+    return _binary("binary_accuracy", predictions, targets, threshold)
 
 
-def categorical_accuracy(predictions: jax.Array, targets: jax.Array) -> jax.Array:
-    """Whether the predicted class (argmax) equals the one-hot target's, per example.
+def categorical_accuracy(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
+    """Whether the predicted class (argmax) is the one-hot target's, per example.
+
+    Args:
+        predictions: scores ``(batch, ..., classes)``: probabilities or logits.
+        targets: one-hot (or probability) targets of the same shape.
+
+    Returns:
+        ``(batch,)`` values in ``[0, 1]``.
+
+    Raises:
+        ValueError: if the shapes differ (integer labels need the sparse form).
 
     Example:
         >>> import jax.numpy as jnp
@@ -69,18 +134,23 @@ def categorical_accuracy(predictions: jax.Array, targets: jax.Array) -> jax.Arra
         >>> categorical_accuracy(p, jnp.array([[0.0, 1.0], [0.0, 1.0]])).tolist()
         [1.0, 0.0]
     """
-    if tuple(targets.shape) != tuple(predictions.shape):
-        raise ValueError(
-            f"categorical_accuracy: targets have shape {tuple(targets.shape)} but predictions "
-            f"have shape {tuple(predictions.shape)}; one-hot targets must match. For integer "
-            "labels use sparse_categorical_accuracy."
-        )
-    hit = jnp.argmax(predictions, axis=-1) == jnp.argmax(targets, axis=-1)
-    return _per_example_mean(hit)
+    return _categorical("categorical_accuracy", predictions, targets)
 
 
-def sparse_categorical_accuracy(predictions: jax.Array, targets: jax.Array) -> jax.Array:
-    """Whether the predicted class (argmax) equals the integer label, per example.
+def sparse_categorical_accuracy(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
+    """Whether the predicted class (argmax) is the integer label, per example.
+
+    Args:
+        predictions: scores ``(batch, ..., classes)``: probabilities or logits.
+        targets: class labels ``(batch, ...)`` or ``(batch, ..., 1)`` in
+            ``[0, classes)``. Concrete labels are checked; a traced invalid label
+            (inside ``jit``) makes its example NaN.
+
+    Returns:
+        ``(batch,)`` values in ``[0, 1]``.
+
+    Raises:
+        ValueError: if the label shape does not fit, or concrete labels are invalid.
 
     Example:
         >>> import jax.numpy as jnp
@@ -88,70 +158,127 @@ def sparse_categorical_accuracy(predictions: jax.Array, targets: jax.Array) -> j
         >>> sparse_categorical_accuracy(p, jnp.array([1, 1])).tolist()
         [1.0, 0.0]
     """
-    labels = sparse_targets("sparse_categorical_accuracy", predictions, targets)
-    hit = jnp.argmax(predictions, axis=-1) == labels
-    return _per_example_mean(hit)
+    return _sparse("sparse_categorical_accuracy", predictions, targets)
 
 
-def accuracy(predictions: jax.Array, targets: jax.Array) -> jax.Array:
-    """Accuracy, its kind resolved from the shapes as Keras does.
+def accuracy(
+    predictions: ArrayLike, targets: ArrayLike, *, threshold: ArrayLike = 0.5
+) -> jax.Array:
+    """Accuracy, its kind chosen from the shapes as Keras does (statically).
 
-    * one output (``(batch,)`` or ``(batch, ..., 1)``): binary, threshold 0.5;
-    * several classes and integer labels, or labels without the class axis
-      (``(batch, ...)`` or ``(batch, ..., 1)``): sparse categorical;
-    * several classes and targets of the predictions' shape: categorical.
+    * one output, predictions ``(batch,)`` or ``(batch, ..., 1)``: binary, with
+      ``threshold``;
+    * several classes and labels without the class axis, ``(batch, ...)``, or with a
+      unit one, ``(batch, ..., 1)``: sparse categorical;
+    * several classes and targets of the predictions' shape: categorical (one-hot).
+
+    Args:
+        predictions: ``(batch, ...)`` probabilities, or class scores
+            ``(batch, ..., classes)``.
+        targets: labels, as above.
+        threshold: the decision threshold, used in the binary case only.
+
+    Returns:
+        ``(batch,)`` values in ``[0, 1]``.
+
+    Raises:
+        ValueError: if the targets fit none of the three cases.
 
     Example:
         >>> import jax.numpy as jnp
         >>> accuracy(jnp.array([[0.2, 0.8]]), jnp.array([1])).tolist()
         [1.0]
     """
+    predictions, targets = _as_array(predictions), _as_array(targets)
+    _check_batch("accuracy", predictions, targets)
     p, t = tuple(predictions.shape), tuple(targets.shape)
     if len(p) == 1 or p[-1] == 1:
-        return binary_accuracy(predictions, targets)
-    if t == p and not jnp.issubdtype(targets.dtype, jnp.integer):
-        return categorical_accuracy(predictions, targets)
-    return sparse_categorical_accuracy(predictions, targets)
+        return _binary("accuracy", predictions, targets, threshold)
+    if len(t) == len(p) - 1 or (len(t) == len(p) and t[-1] == 1):
+        return _sparse("accuracy", predictions, targets)
+    if t == p:
+        return _categorical("accuracy", predictions, targets)
+    raise ValueError(
+        f"accuracy: targets have shape {t} but predictions have shape {p}; for "
+        f"{p[-1]} classes pass one-hot targets {p} or integer labels {p[:-1]} "
+        f"(or {(*p[:-1], 1)})."
+    )
 
 
-def mean_squared_error(predictions: jax.Array, targets: jax.Array) -> jax.Array:
-    """Squared error, averaged over each example's outputs: ``(batch,)``.
+def mean_squared_error(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
+    """Squared error, averaged over each example's outputs.
+
+    Args:
+        predictions: ``(batch, ...)``.
+        targets: the predictions' shape (``(batch,)`` fits ``(batch, 1)`` and back).
+
+    Returns:
+        ``(batch,)`` values, in at least float32.
+
+    Raises:
+        ValueError: if the shapes do not match.
 
     Example:
         >>> import jax.numpy as jnp
         >>> mean_squared_error(jnp.array([[1.0], [3.0]]), jnp.array([0.0, 1.0])).tolist()
         [1.0, 4.0]
     """
-    t = align("mean_squared_error", predictions, targets)
-    return _per_example_mean((predictions.astype(jnp.float32) - t.astype(jnp.float32)) ** 2)
+    return _mse(predictions, targets)
 
 
-def mean_absolute_error(predictions: jax.Array, targets: jax.Array) -> jax.Array:
-    """Absolute error, averaged over each example's outputs: ``(batch,)``.
+def mean_absolute_error(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
+    """Absolute error, averaged over each example's outputs.
+
+    Args:
+        predictions: ``(batch, ...)``.
+        targets: the predictions' shape (``(batch,)`` fits ``(batch, 1)`` and back).
+
+    Returns:
+        ``(batch,)`` values, in at least float32.
+
+    Raises:
+        ValueError: if the shapes do not match.
 
     Example:
         >>> import jax.numpy as jnp
         >>> mean_absolute_error(jnp.array([[1.0], [3.0]]), jnp.array([0.0, 1.0])).tolist()
         [1.0, 2.0]
     """
-    t = align("mean_absolute_error", predictions, targets)
-    return _per_example_mean(jnp.abs(predictions.astype(jnp.float32) - t.astype(jnp.float32)))
+    return _mae(predictions, targets)
 
 
 class Metric(NamedTuple):
-    """A named per-example metric.
+    """A named per-example metric, as :func:`get` returns it.
 
     Attributes:
-        name: the name shown in logs (the user's spelling, as Keras does).
-        fn: ``fn(predictions, targets) -> (batch,)`` values.
+        name: the name shown in logs: the user's spelling, as Keras does.
+        fn: ``fn(predictions, targets) -> (batch,)`` values, options bound.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> m = get("acc")
+        >>> m.name, m.fn(jnp.array([[0.7], [0.2]]), jnp.array([1, 1])).tolist()
+        ('acc', [1.0, 0.0])
     """
 
     name: str
-    fn: Callable[[jax.Array, jax.Array], jax.Array]
+    fn: Callable[[Any, Any], jax.Array]
 
 
-def reduce(values: jax.Array, mask: Any = None) -> tuple[jax.Array, jax.Array]:
-    """One batch's ``(sum, count)``; add them up over batches and divide at the end.
+def reduce(values: ArrayLike, mask: ArrayLike | None = None) -> tuple[jax.Array, jax.Array]:
+    """One batch's ``(sum, count)``: add them over batches and divide once at the end.
+
+    Args:
+        values: ``(batch,)`` per-example values.
+        mask: ``(batch,)`` booleans or 0/1 (weights work too): which examples are
+            real, e.g. ``arange(batch) < n`` for a padded last batch. ``None``: all.
+
+    Returns:
+        ``(sum(values * mask), sum(mask))``, two float32 scalars. A masked-out value
+        is dropped even if it is NaN.
+
+    Raises:
+        ValueError: if ``values`` or ``mask`` is not ``(batch,)``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -159,13 +286,63 @@ def reduce(values: jax.Array, mask: Any = None) -> tuple[jax.Array, jax.Array]:
         >>> float(total), float(count)
         (1.0, 2.0)
     """
+    values = _as_array(values)
+    if values.ndim != 1:
+        raise ValueError(
+            f"reduce: values must be per-example, shape (batch,), got "
+            f"{tuple(values.shape)}. Pass a metric's per-example values."
+        )
+    values = values.astype(jnp.float32)
     if mask is None:
         return jnp.sum(values), jnp.asarray(values.shape[0], jnp.float32)
-    mask = jnp.asarray(mask).astype(values.dtype)
-    return jnp.sum(values * mask), jnp.sum(mask)
+    mask = _as_array(mask)
+    if tuple(mask.shape) != tuple(values.shape):
+        raise ValueError(
+            f"reduce: mask has shape {tuple(mask.shape)} but values have shape "
+            f"{tuple(values.shape)}; pass one mask entry per example."
+        )
+    mask = mask.astype(jnp.float32)
+    kept = jnp.where(mask != 0, values, jnp.zeros_like(values))
+    return jnp.sum(kept * mask), jnp.sum(mask)
 
 
-_BY_NAME: dict[str, Callable] = {
+class Totals(NamedTuple):
+    """Running ``(total, count)`` of a metric over batches; a pytree (scan-friendly).
+
+    Attributes:
+        total: float32 scalar, the sum of ``values * mask`` so far.
+        count: float32 scalar, the sum of ``mask`` so far (exact up to 2**24).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> totals = Totals.zeros()
+        >>> totals = totals.update(jnp.array([1.0, 0.0]))
+        >>> totals = totals.update(jnp.array([1.0, 5.0]), jnp.array([True, False]))
+        >>> float(totals.result())  # (1 + 0 + 1) / 3
+        0.6666666865348816
+    """
+
+    total: jax.Array
+    count: jax.Array
+
+    @classmethod
+    def zeros(cls) -> Totals:
+        """Empty totals; ``result()`` is 0 until something is added."""
+        return cls(jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))
+
+    def update(self, values: ArrayLike, mask: ArrayLike | None = None) -> Totals:
+        """Adds one batch's ``(batch,)`` values, masked as in :func:`reduce`."""
+        total, count = reduce(values, mask)
+        return Totals(self.total + total, self.count + count)
+
+    def result(self) -> jax.Array:
+        """``total / count``; 0 when nothing was counted."""
+        empty = self.count == 0
+        safe = jnp.where(empty, jnp.ones_like(self.count), self.count)
+        return jnp.where(empty, jnp.zeros_like(self.total), self.total / safe)
+
+
+_BY_NAME: dict[str, Callable[..., jax.Array]] = {
     "accuracy": accuracy,
     "acc": accuracy,
     "binary_accuracy": binary_accuracy,
@@ -177,39 +354,69 @@ _BY_NAME: dict[str, Callable] = {
     "mae": mean_absolute_error,
 }
 
+_BUILTINS = frozenset(
+    {
+        accuracy,
+        binary_accuracy,
+        categorical_accuracy,
+        sparse_categorical_accuracy,
+        mean_squared_error,
+        mean_absolute_error,
+    }
+)
+
 
 def get(metric: str | Callable | Metric, **kwargs: Any) -> Metric:
-    """Returns a :class:`Metric` for a Keras name or a per-example function.
+    """Returns a :class:`Metric` for a Keras name, a function, a Loss or a Metric.
 
     Args:
-        metric: a name (``"accuracy"``, ``"binary_accuracy"``,
-            ``"categorical_accuracy"``, ``"sparse_categorical_accuracy"``,
-            ``"mse"``, ``"mae"``, ...), a :class:`Metric`, or a function
-            ``f(predictions, targets) -> (batch,)``.
-        **kwargs: options of a named metric, e.g. ``threshold=0.3``.
+        metric: one of
+
+            * a name, case-insensitive: ``"accuracy"``/``"acc"``,
+              ``"binary_accuracy"``, ``"categorical_accuracy"``,
+              ``"sparse_categorical_accuracy"``, ``"mean_squared_error"``/``"mse"``,
+              ``"mean_absolute_error"``/``"mae"``; the metric keeps the spelling given;
+            * a function of this module (``metrics.accuracy``);
+            * a :class:`jaxnn.losses.Loss` (its per-example values, e.g. to log a
+              second loss);
+            * any function ``f(predictions, targets)`` returning ``(batch,)`` values,
+              ``(batch, ...)`` values (averaged per example) or a scalar mean (see
+              :func:`jaxnn.losses.per_example_fn`);
+            * a :class:`Metric`, returned as is (with ``kwargs``, rebound).
+        **kwargs: options, e.g. ``threshold=0.0`` for ``"binary_accuracy"`` or
+            ``"accuracy"`` on logits.
 
     Returns:
-        The :class:`Metric`, named as given.
+        The :class:`Metric`.
 
     Raises:
         ValueError: for an unknown name; the message lists close matches.
+        TypeError: for an option the metric does not take, or a ``metric`` of the
+            wrong type.
 
     Example:
-        >>> get("accuracy").name
-        'accuracy'
+        >>> get("accuracy").name, get("ACC").name
+        ('accuracy', 'ACC')
     """
     if isinstance(metric, Metric):
-        return metric
+        if not kwargs:
+            return metric
+        return Metric(metric.name, functools.partial(metric.fn, **kwargs))
+    if isinstance(metric, Loss):
+        loss = _get_loss(metric, **kwargs)
+        return Metric(loss.name, loss.per_example)
     if isinstance(metric, str):
         fn = _BY_NAME.get(metric.lower())
         if fn is None:
-            close = difflib.get_close_matches(metric.lower(), _BY_NAME, n=3)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise ValueError(
-                f"unknown metric {metric!r}.{hint} Known names: {', '.join(sorted(_BY_NAME))}; "
-                "or pass a function f(predictions, targets) giving one value per example."
-            )
-        return Metric(metric, functools.partial(fn, **kwargs) if kwargs else fn)
+            raise unknown_name_error("metric", metric, _BY_NAME)
+        return Metric(metric, _bind(metric, "metric", fn, kwargs))
     if callable(metric):
-        return Metric(getattr(metric, "__name__", type(metric).__name__), metric)
-    raise TypeError(f"metric must be a name or a function, got {type(metric).__name__}.")
+        name = _fn_name(metric)
+        if any(metric is b for b in _BUILTINS):
+            return Metric(name, _bind(name, "metric", metric, kwargs))
+        fn = functools.partial(metric, **kwargs) if kwargs else metric
+        return Metric(name, per_example_fn(fn, name, "metric"))
+    raise TypeError(
+        f"metric must be a name such as 'accuracy', a function f(predictions, targets), a "
+        f"Loss or a Metric, got {type(metric).__name__}."
+    )
