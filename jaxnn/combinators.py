@@ -23,8 +23,9 @@ from jaxnn.core import (
     scope,
     unique_names,
 )
+from jaxnn.repeat import Repeat  # its own module, re-exported with its peers
 
-__all__ = ["Parallel", "Residual", "Sequential"]
+__all__ = ["Parallel", "Repeat", "Residual", "Sequential"]
 
 LayerLike = Layer | Callable | str
 

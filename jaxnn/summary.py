@@ -77,16 +77,23 @@ def summary(model: Layer | Any, x: Spec) -> str:
     rows: list = []
     _rows(model, params, state, x, "", 0, rows)
     if not rows:
-        rows.append((0, model.kind.lower(), model.kind, _shape_text(
-            output_spec(model, params, state, x)), count_params(params), count_params(state)))
+        rows.append(
+            (
+                0,
+                model.kind.lower(),
+                model.kind,
+                _shape_text(output_spec(model, params, state, x)),
+                count_params(params),
+                count_params(state),
+            )
+        )
     header = ("Layer", "Kind", "Output shape", "Params")
     table = [(("  " * d) + path, kind, shape, f"{n:,}") for d, path, kind, shape, n, _ in rows]
     widths = [max(len(r[i]) for r in [header, *table]) for i in range(4)]
 
     def line(r: tuple) -> str:
         return (
-            f"{r[0]:<{widths[0]}}   {r[1]:<{widths[1]}}   {r[2]:<{widths[2]}}   "
-            f"{r[3]:>{widths[3]}}"
+            f"{r[0]:<{widths[0]}}   {r[1]:<{widths[1]}}   {r[2]:<{widths[2]}}   {r[3]:>{widths[3]}}"
         ).rstrip()
 
     rule = "-" * len(line(header))

@@ -1,6 +1,7 @@
 """Every layer constructor jaxnn ships, one file per family."""
 
 from jaxnn.layers.activation import Activation
+from jaxnn.layers.attention import MultiHeadAttention
 from jaxnn.layers.conv import (
     Conv,
     Conv1D,
@@ -61,6 +62,7 @@ __all__ = [
     "MaxPool1D",
     "MaxPool2D",
     "MaxPool3D",
+    "MultiHeadAttention",
     "RMSNorm",
     "RNN",
     "Reshape",
