@@ -10,9 +10,13 @@ neither drops data nor compiles a second program.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import re
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -21,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxnn import checkpoint as checkpoint_lib
 from jaxnn import losses as losses_lib
 from jaxnn import metrics as metrics_lib
 from jaxnn import optimizers
@@ -32,6 +37,7 @@ __all__ = [
     "EarlyStopping",
     "History",
     "LambdaCallback",
+    "NonFiniteError",
     "TrainState",
     "Trainer",
 ]
@@ -186,6 +192,44 @@ class EarlyStopping(Callback):
         return state
 
 
+class NonFiniteError(FloatingPointError):
+    """Training met a NaN or Inf loss or gradient, under ``on_nonfinite="raise"``.
+
+    The update that would have used it was not applied, nor any after it, so
+    ``error.state`` is the last finite state, from just before the bad step: fix the
+    cause (learning rate, data, loss) and continue from it.
+
+    Attributes:
+        state: the last finite :class:`TrainState`; ``state.step == error.step``.
+        epoch: the 0-based index of the epoch in which it happened.
+        batch: the 0-based index of the batch within that epoch.
+        step: the update count (``TrainState.step``) of the bad step.
+        path: the first parameter path whose gradient was non-finite (such as
+            ``"dense_1/kernel"``), or ``None`` if every gradient was finite (then the
+            loss was not).
+        history: the :class:`History` of the epochs completed before it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        state: TrainState,
+        epoch: int,
+        batch: int,
+        step: int,
+        path: str | None,
+        history: History,
+    ):
+        super().__init__(message)
+        self.state = state
+        self.epoch = epoch
+        self.batch = batch
+        self.step = step
+        self.path = path
+        self.history = history
+
+
 def _as_callback(cb: Callback | Callable) -> Callback:
     if isinstance(cb, Callback):
         return cb
@@ -241,7 +285,12 @@ def _to_array(where: str, what: str, a: Any) -> jax.Array:
         elif arr.dtype == np.int64 and not jax.config.jax_enable_x64:
             arr = arr.astype(np.int32)
     if jnp.issubdtype(arr.dtype, jnp.inexact) and arr.ndim and arr.size:
-        finite = np.asarray(jnp.isfinite(arr).reshape(arr.shape[0], -1).all(axis=1))
+        # NumPy data is checked on the host; device data in one compiled call.
+        finite = (
+            np.isfinite(arr).reshape(arr.shape[0], -1).all(axis=1)
+            if isinstance(arr, np.ndarray)
+            else np.asarray(_finite_rows(arr))
+        )
         if not finite.all():
             rows = np.flatnonzero(~finite)
             shown = ", ".join(str(r) for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
@@ -250,6 +299,11 @@ def _to_array(where: str, what: str, a: Any) -> jax.Array:
                 "Clean or drop those rows before training."
             )
     return jnp.asarray(arr)
+
+
+@jax.jit
+def _finite_rows(a: jax.Array) -> jax.Array:
+    return jnp.isfinite(a).reshape(a.shape[0], -1).all(axis=1)
 
 
 def _to_tree(where: str, what: str, data: Any) -> Any:
@@ -360,7 +414,8 @@ class Trainer:
         self._checked: set = set()
         self.train_step = jax.jit(self._train_step)
         self._run = jax.jit(
-            self._run_epochs, static_argnames=("epochs", "batch_size", "shuffle", "val_batch")
+            self._run_epochs,
+            static_argnames=("epochs", "batch_size", "shuffle", "val_batch", "on_nonfinite"),
         )
         self._evaluate = jax.jit(self._evaluate_sums, static_argnames=("batch_size",))
         self._predict = jax.jit(self._predict_batches, static_argnames=("batch_size",))
@@ -442,19 +497,70 @@ class Trainer:
         mask: jax.Array,
         key: PRNGKey,
     ) -> tuple[TrainState, dict[str, jax.Array]]:
+        grads, model_state, sums = self._gradients(state, x, y, weight, mask, key)
+        return self._apply_gradients(state, grads, model_state), sums
+
+    def _gradients(
+        self, state: TrainState, x: Any, y: Any, weight: jax.Array, mask: jax.Array, key: PRNGKey
+    ) -> tuple[Params, State, dict[str, jax.Array]]:
         grad_fn = jax.grad(self._loss_and_metrics, has_aux=True)
         grads, (model_state, sums) = grad_fn(
             state.params, state.model_state, x, y, weight, mask, key, True
         )
+        return grads, model_state, sums
+
+    def _apply_gradients(self, state: TrainState, grads: Params, model_state: State) -> TrainState:
         # optax mixes int32 counts with float hyperparameters; let it promote as it
         # expects even when the caller runs JAX's strict dtype promotion.
         with jax.numpy_dtype_promotion("standard"):
             updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
-        new_state = state._replace(
+        return state._replace(
             params=params, model_state=model_state, opt_state=opt_state, step=state.step + 1
         )
-        return new_state, sums
+
+    def _guarded_update(
+        self,
+        state: TrainState,
+        guard: _Guard,
+        policy: str,
+        batch: jax.Array,
+        x: Any,
+        y: Any,
+        weight: jax.Array,
+        mask: jax.Array,
+        key: PRNGKey,
+    ) -> tuple[TrainState, _Guard, dict[str, jax.Array]]:
+        """One update, applied only if its loss and gradients are finite.
+
+        Under ``"raise"`` the first bad step also freezes every later update (the
+        guard is ``halted``), so the state stays the last finite one; under
+        ``"skip"`` a bad step is counted and training goes on. Either way the
+        first bad step is recorded, and a step not applied adds nothing to the logs.
+        The update runs under ``lax.cond`` rather than being computed and then
+        selected with ``where``: on a small network selecting every leaf of the
+        state costs more than the step itself.
+        """
+        grads, model_state, sums = self._gradients(state, x, y, weight, mask, key)
+        grads_ok = _finite_leaves(grads)
+        ok = jnp.isfinite(sums["loss"]) & jnp.all(grads_ok)
+        apply = ok & ~guard.halted
+        first = ~ok & (guard.bad_step < 0)
+        mean_loss = sums["loss"] / jnp.maximum(sums["_weight"], jnp.finfo(jnp.float32).tiny)
+        guard = _Guard(
+            halted=guard.halted | (~ok if policy == "raise" else False),
+            skipped=guard.skipped + (~ok).astype(jnp.int32),
+            bad_step=jnp.where(first, state.step, guard.bad_step),
+            bad_batch=jnp.where(first, batch, guard.bad_batch),
+            bad_grads=jnp.where(first, ~grads_ok, guard.bad_grads),
+            bad_loss=jnp.where(first, mean_loss, guard.bad_loss),
+        )
+        state, sums = jax.lax.cond(
+            apply,
+            lambda: (self._apply_gradients(state, grads, model_state), sums),
+            lambda: (state, jax.tree.map(jnp.zeros_like, sums)),
+        )
+        return state, guard, sums
 
     def _train_step(
         self, state: TrainState, x: Any, y: Any, sample_weight: jax.Array | None = None
@@ -475,6 +581,19 @@ class Trainer:
         batch_size: int,
         shuffle: bool,
     ) -> tuple[TrainState, dict[str, jax.Array]]:
+        state, _, sums = self._guarded_epoch(state, None, data, batch_size, shuffle, None)
+        return state, sums
+
+    def _guarded_epoch(
+        self,
+        state: TrainState,
+        guard: _Guard | None,
+        data: tuple,
+        batch_size: int,
+        shuffle: bool,
+        policy: str | None,
+    ) -> tuple[TrainState, _Guard | None, dict[str, jax.Array]]:
+        """One epoch; with a ``policy``, every step goes through the finite guard."""
         x, y, w = data
         n = _num_examples("Trainer.fit", "x", x)
         next_key, order_key, dropout_key = jax.random.split(state.key, 3)
@@ -484,15 +603,25 @@ class Trainer:
         def body(carry, batch):
             # Gather one batch at a time: the data is never copied whole, so shared
             # data stays one buffer when members of a population are vmapped.
-            state, i = carry
+            state, guard, i = carry
             ib, mb = batch
             xb, yb, wb = _take(x, ib), _take(y, ib), jnp.take(w, ib, axis=0)
-            state, sums = self._update(state, xb, yb, wb, mb, jax.random.fold_in(dropout_key, i))
-            return (state, i + 1), sums
+            key = jax.random.fold_in(dropout_key, i)
+            if policy is None:
+                state, sums = self._update(state, xb, yb, wb, mb, key)
+            else:
+                state, guard, sums = self._guarded_update(
+                    state, guard, policy, i, xb, yb, wb, mb, key
+                )
+            return (state, guard, i + 1), sums
 
-        (state, _), sums = jax.lax.scan(body, (state, jnp.zeros((), jnp.int32)), (idx, mask))
-        state = state._replace(key=next_key)
-        return state, jax.tree.map(jnp.sum, sums)
+        carry = (state, guard, jnp.zeros((), jnp.int32))
+        (state, guard, _), sums = jax.lax.scan(body, carry, (idx, mask))
+        if guard is None:
+            state = state._replace(key=next_key)
+        else:  # a halted state stays exactly the last finite one, key included
+            state = state._replace(key=jnp.where(guard.halted, state.key, next_key))
+        return state, guard, jax.tree.map(jnp.sum, sums)
 
     def _evaluate_sums(
         self, params: Params, model_state: State, x: Any, y: Any, w: jax.Array, batch_size: int
@@ -521,16 +650,26 @@ class Trainer:
         batch_size: int,
         shuffle: bool,
         val_batch: int,
-    ) -> tuple[TrainState, dict[str, jax.Array]]:
-        def one_epoch(state, _):
-            state, sums = self._epoch(state, data, batch_size, shuffle)
+        on_nonfinite: str,
+    ) -> tuple[TrainState, dict[str, jax.Array], dict[str, jax.Array], _Guard]:
+        """``epochs`` guarded epochs: the state, per-epoch logs, per-epoch guard
+        facts (``skipped``, ``halted``) and the final guard."""
+
+        def one_epoch(carry, _):
+            state, guard = carry
+            guard = guard._replace(skipped=jnp.zeros((), jnp.int32))
+            state, guard, sums = self._guarded_epoch(
+                state, guard, data, batch_size, shuffle, on_nonfinite
+            )
             logs = _finish(sums)
             if val_data is not None:
                 val = self._evaluate_sums(state.params, state.model_state, *val_data, val_batch)
                 logs.update({f"val_{k}": v for k, v in _finish(val).items()})
-            return state, logs
+            return (state, guard), (logs, {"skipped": guard.skipped, "halted": guard.halted})
 
-        return jax.lax.scan(one_epoch, state, None, length=epochs)
+        carry = (state, _new_guard(state.params))
+        (state, guard), (logs, facts) = jax.lax.scan(one_epoch, carry, None, length=epochs)
+        return state, logs, facts, guard
 
     def fit(
         self,
@@ -546,6 +685,13 @@ class Trainer:
         sample_weight: Any = None,
         verbose: int = 1,
         callbacks: Sequence[Callback | Callable] = (),
+        on_nonfinite: str = "raise",
+        checkpoint_dir: str | os.PathLike | None = None,
+        save_every: int = 1,
+        keep: int = 3,
+        keep_best: str | None = None,
+        best_mode: str = "auto",
+        resume: bool = False,
     ) -> tuple[TrainState, History]:
         """Trains for ``epochs`` passes over ``(x, y)``, compiled with ``lax.scan``.
 
@@ -553,8 +699,33 @@ class Trainer:
         scans over ``ceil(n / batch_size)`` batches. A last partial batch is padded
         with real examples that are masked out of the loss, the gradient and the
         metrics, so the epoch's loss is exactly the mean over all ``n`` examples.
-        When ``verbose=0`` and there are no callbacks, all epochs run as one program
-        and the host sees the logs once at the end.
+        When ``verbose=0`` and there are no callbacks or checkpoints, all epochs run
+        as one program and the host sees the logs once at the end.
+
+        **Numerical guard.** Every step checks, inside the compiled program, that its
+        loss and its gradients are finite. With
+        ``on_nonfinite="raise"`` the first bad step and every step after it are not
+        applied, and the host raises :class:`NonFiniteError` at the end of that
+        epoch (or, when all epochs run as one program, at the end of the program),
+        naming the epoch, the batch, the step and the first non-finite gradient
+        path; ``error.state`` is the last finite state. With ``"skip"`` a bad step
+        leaves the state as it was and training goes on; ``history["skipped_steps"]``
+        counts them per epoch, and the epoch's logs average over the applied steps.
+
+        **Checkpoints.** With ``checkpoint_dir``, the state is saved (with
+        :func:`jaxnn.checkpoint.save`, atomically) as ``epoch_000005.safetensors``
+        after every ``save_every``-th epoch and after the last one, keeping the
+        newest ``keep``; with ``keep_best``, ``best.safetensors`` holds the state of
+        the best epoch by that log. Each file's metadata holds the epoch count, the
+        history so far and the fit settings. ``resume=True`` restores the newest
+        readable checkpoint there (skipping damaged ones, with a warning) and
+        continues: ``epochs`` is the *total* number of epochs, as Keras's
+        ``initial_epoch``, so a run of ``epochs=10`` stopped after 5 and resumed with
+        ``epochs=10`` runs 5 more, with the same optimizer state and random stream,
+        and gives bit-identical parameters and a history of all 10 epochs. The
+        state passed in is used only if there is no checkpoint yet. Callbacks start
+        afresh on resume (an :class:`EarlyStopping` forgets its patience).
+        Leftover temporary files of saves killed midway are removed.
 
         Args:
             state: the :class:`TrainState` to start from.
@@ -572,16 +743,50 @@ class Trainer:
                 2 one line per epoch.
             callbacks: :class:`Callback` objects (such as :class:`EarlyStopping`) or
                 functions ``fn(epoch, logs)``; returning ``True`` stops training.
+            on_nonfinite: ``"raise"`` (stop with :class:`NonFiniteError`) or
+                ``"skip"`` (skip the update and count it), for a step whose loss or
+                gradients are NaN or Inf.
+            checkpoint_dir: a directory (created if missing) to save checkpoints
+                into; ``None`` saves nothing.
+            save_every: save after every this many epochs (and after the last).
+            keep: how many of the newest epoch checkpoints to keep.
+            keep_best: a log to keep the best epoch by, e.g. ``"val_loss"``, in
+                ``best.safetensors``; ``None`` keeps no best.
+            best_mode: ``"min"``, ``"max"`` or ``"auto"`` (max for accuracy-like
+                names), for ``keep_best``.
+            resume: continue from the newest checkpoint in ``checkpoint_dir``.
 
         Returns:
             ``(state, history)``: the trained state and a :class:`History` of
-            per-epoch ``loss``, metrics, and ``val_*`` logs.
+            per-epoch ``loss``, metrics, ``val_*`` logs, and with
+            ``on_nonfinite="skip"`` ``skipped_steps``. After a resume it covers
+            every epoch, those before the checkpoint included.
 
         Raises:
             ValueError: for empty data, ``x`` and ``y`` of different lengths, NaN or
                 Inf in the data, a non-positive ``batch_size``, a
-                ``validation_split`` outside ``[0, 1)``, or targets whose shape does
-                not fit the predictions.
+                ``validation_split`` outside ``[0, 1)``, targets whose shape does
+                not fit the predictions, bad checkpoint settings, or a checkpoint to
+                resume from that was written with another ``batch_size``, number of
+                examples or ``shuffle``.
+            NonFiniteError: under ``on_nonfinite="raise"``, for a non-finite loss or
+                gradient.
+
+        Example:
+            >>> import jax, numpy as np, os, tempfile
+            >>> import jaxnn as nn
+            >>> x = np.random.default_rng(0).random((64, 3), dtype=np.float32)
+            >>> y = x.sum(axis=1, keepdims=True)
+            >>> trainer = nn.Trainer(nn.Dense(1), "mse", "sgd")
+            >>> state = trainer.init(jax.random.key(0), x)
+            >>> directory = tempfile.mkdtemp()
+            >>> _, h = trainer.fit(state, x, y, epochs=2, verbose=0, checkpoint_dir=directory)
+            >>> sorted(os.listdir(directory))
+            ['epoch_000001.safetensors', 'epoch_000002.safetensors']
+            >>> state, h = trainer.fit(state, x, y, epochs=4, verbose=0,
+            ...                        checkpoint_dir=directory, resume=True)
+            >>> int(state.step), h.epochs  # 2 epochs restored, 2 more run; 2 steps each
+            (8, 4)
         """
         where = "Trainer.fit"
         batch_size = _check_batch_size(where, batch_size)
@@ -593,6 +798,18 @@ class Trainer:
             raise TypeError(
                 f"{where}: state must be a TrainState from Trainer.init, got "
                 f"{type(state).__name__}."
+            )
+        if on_nonfinite not in ("raise", "skip"):
+            raise ValueError(
+                f"{where}: on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}."
+            )
+        ckpt = None
+        if checkpoint_dir is not None:
+            ckpt = _Checkpoints(where, checkpoint_dir, save_every, keep, keep_best, best_mode)
+        elif resume or keep_best is not None:
+            raise ValueError(
+                f"{where}: {'resume=True' if resume else 'keep_best'} needs a checkpoint_dir; "
+                "pass checkpoint_dir=... (a directory to save checkpoints into)."
             )
         x, y, sample_weight, n = _prepare(where, x, y, sample_weight)
         if y is None:
@@ -634,28 +851,69 @@ class Trainer:
         cbs = [_as_callback(cb) for cb in callbacks]
         history: dict[str, list] = {}
         run = lambda s, k: self._run(
-            s, data, val, epochs=k, batch_size=batch_size, shuffle=shuffle, val_batch=val_batch
+            s,
+            data,
+            val,
+            epochs=k,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            val_batch=val_batch,
+            on_nonfinite=on_nonfinite,
         )
 
-        if verbose == 0 and not cbs:
+        if verbose == 0 and not cbs and ckpt is None:
+            # All epochs in one program: a bad step freezes the state there, and the
+            # host learns of it once, at the end.
             if epochs:
-                state, logs = run(state, epochs)
-                history = {k: np.asarray(v) for k, v in jax.device_get(logs).items()}
+                new_state, logs, facts, guard = run(state, epochs)
+                logs, facts = jax.device_get((logs, facts))
+                history = {k: np.asarray(v) for k, v in logs.items()}
+                if on_nonfinite == "skip":
+                    history["skipped_steps"] = np.asarray(facts["skipped"])
+                halted = np.asarray(facts["halted"])
+                if halted.any():
+                    bad = int(np.argmax(halted))
+                    before = History({k: v[:bad] for k, v in history.items()} if bad else {})
+                    raise _nonfinite_error(where, guard, new_state, bad, epochs, before)
+                state = new_state
             return state, History(history)
+
+        first_epoch = 0
+        settings = {"batch_size": batch_size, "examples": n, "shuffle": bool(shuffle)}
+        if ckpt is not None:
+            names = ["loss", *(m.name for m in self.metrics)]
+            names += [f"val_{k}" for k in names] if val is not None else []
+            ckpt.check_monitor(names + (["skipped_steps"] if on_nonfinite == "skip" else []))
+            if resume:
+                found = ckpt.restore_latest(state, settings)
+                if found is not None:
+                    state, first_epoch, history = found
+            else:
+                ckpt.warn_if_not_empty()
 
         for cb in cbs:
             cb.on_train_begin(state)
         steps = -(-n // batch_size)
-        for epoch in range(epochs):
+        for epoch in range(first_epoch, epochs):
             start = time.perf_counter()
-            state, logs = run(state, 1)
-            logs = {k: float(v[0]) for k, v in jax.device_get(logs).items()}
+            new_state, logs, facts, guard = run(state, 1)
+            logs, facts = jax.device_get((logs, facts))
+            logs = {k: float(v[0]) for k, v in logs.items()}
+            if on_nonfinite == "skip":
+                logs["skipped_steps"] = int(facts["skipped"][0])
+            if facts["halted"][0]:
+                before = History({k: np.asarray(v) for k, v in history.items()})
+                raise _nonfinite_error(where, guard, new_state, epoch, epochs, before)
+            state = new_state
             for k, v in logs.items():
                 history.setdefault(k, []).append(v)
             _report(verbose, epoch, epochs, steps, logs, time.perf_counter() - start)
             stop = False
             for cb in cbs:
                 stop = bool(cb.on_epoch_end(epoch, dict(logs), state)) or stop
+            if ckpt is not None:
+                last = stop or epoch + 1 == epochs
+                ckpt.after_epoch(state, epoch + 1, history, logs, settings, last=last)
             if stop:
                 break
         for cb in cbs:
@@ -745,6 +1003,249 @@ class Trainer:
         return self._predict(state.params, state.model_state, x, batch_size=min(batch_size, n))
 
 
+_EPOCH_FILE = re.compile(r"epoch_(\d+)\.safetensors")
+_BEST_FILE = "best.safetensors"
+_LEFTOVER = re.compile(r"\.(epoch_\d+|best)\.safetensors\.[0-9a-f]+\.tmp")
+
+
+def _check_positive_int(where: str, name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{where}: {name} must be a positive int, got {value!r}.")
+    return int(value)
+
+
+class _Checkpoints:
+    """``fit``'s checkpoint directory: periodic saves, the last ``keep``, the best.
+
+    Files: ``epoch_<epochs done, 6 digits>.safetensors`` and ``best.safetensors``,
+    each a :func:`jaxnn.checkpoint.save` of the ``TrainState`` whose user metadata
+    ``{"jaxnn_fit": {...}}`` holds the epoch count, the history, the fit settings
+    and the best value so far.
+    """
+
+    def __init__(
+        self,
+        where: str,
+        directory: str | os.PathLike,
+        save_every: int,
+        keep: int,
+        monitor: str | None,
+        mode: str,
+    ):
+        self.where = where
+        self.save_every = _check_positive_int(where, "save_every", save_every)
+        self.keep = _check_positive_int(where, "keep", keep)
+        if monitor is not None and not isinstance(monitor, str):
+            raise ValueError(
+                f"{where}: keep_best must be the name of a log such as 'val_loss', or None; "
+                f"got {monitor!r}."
+            )
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"{where}: best_mode must be 'auto', 'min' or 'max', got {mode!r}.")
+        if mode == "auto" and monitor is not None:
+            mode = "max" if any(w in monitor for w in ("acc", "auc", "precision")) else "min"
+        self.monitor, self.mode = monitor, mode
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.directory = os.fspath(directory)
+        os.makedirs(self.directory, exist_ok=True)
+        for name in os.listdir(self.directory):  # left by saves that were killed midway
+            if _LEFTOVER.fullmatch(name):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.directory, name))
+
+    def on_disk(self) -> list[tuple[int, str]]:
+        """``(epochs done, path)`` of every epoch checkpoint, oldest first."""
+        found = []
+        for name in os.listdir(self.directory):
+            match = _EPOCH_FILE.fullmatch(name)
+            if match:
+                found.append((int(match.group(1)), os.path.join(self.directory, name)))
+        return sorted(found)
+
+    def check_monitor(self, names: list[str]) -> None:
+        if self.monitor is not None and self.monitor not in names:
+            raise ValueError(
+                f"{self.where}: keep_best={self.monitor!r} is not one of the logs "
+                f"{sorted(names)}. Pick one of those (val_* needs validation data)."
+            )
+
+    def warn_if_not_empty(self) -> None:
+        if self.on_disk():
+            warnings.warn(
+                f"{self.where}: checkpoint_dir {self.directory!r} already holds checkpoints; "
+                "this run overwrites those of the same epochs and prunes the oldest. Pass "
+                "resume=True to continue from them, or use an empty directory.",
+                stacklevel=3,
+            )
+
+    def restore_latest(
+        self, like: TrainState, settings: dict[str, Any]
+    ) -> tuple[TrainState, int, dict[str, list]] | None:
+        """The newest readable checkpoint: its state, epochs done and history."""
+        for epoch, path in reversed(self.on_disk()):
+            try:
+                meta = checkpoint_lib.read_metadata(path)["user"]["jaxnn_fit"]
+                state = checkpoint_lib.restore(path, like)
+            except checkpoint_lib.CheckpointError as e:
+                if "does not match the expected tree" in str(e):
+                    raise checkpoint_lib.CheckpointError(
+                        f"{self.where}: cannot resume: {e} (checkpoint_dir holds "
+                        "checkpoints of another model or optimizer; use another directory)"
+                    ) from None
+                warnings.warn(f"{self.where}: skipping a damaged checkpoint: {e}", stacklevel=3)
+                continue
+            except (OSError, KeyError, TypeError) as e:
+                warnings.warn(
+                    f"{self.where}: skipping {path!r}, which is not a fit checkpoint ({e!r}).",
+                    stacklevel=3,
+                )
+                continue
+            saved = meta.get("settings", {})
+            changed = [
+                f"{k}={saved.get(k)!r} then, {v!r} now"
+                for k, v in settings.items()
+                if saved.get(k) != v
+            ]
+            if changed:
+                raise ValueError(
+                    f"{self.where}: cannot resume exactly from {path!r}: it was trained with "
+                    f"{'; '.join(changed)}. Pass the same data and settings, or resume=False "
+                    "with a new checkpoint_dir."
+                )
+            self.best, self.best_epoch = meta.get("best"), meta.get("best_epoch")
+            history = {
+                k: [math.nan if v is None else v for v in values]
+                for k, values in meta.get("history", {}).items()
+            }
+            return state, int(meta.get("epoch", epoch)), history
+        return None
+
+    def after_epoch(
+        self,
+        state: TrainState,
+        epoch: int,
+        history: dict[str, list],
+        logs: dict[str, float],
+        settings: dict[str, Any],
+        *,
+        last: bool,
+    ) -> None:
+        """Saves the best (if improved) and the periodic checkpoint; prunes old ones."""
+        if self.monitor is not None:
+            value = logs[self.monitor]
+            better = math.isfinite(value) and (
+                self.best is None
+                or (value < self.best if self.mode == "min" else value > self.best)
+            )
+            if better:
+                self.best, self.best_epoch = value, epoch
+                self._save(
+                    os.path.join(self.directory, _BEST_FILE), state, epoch, history, settings
+                )
+        if epoch % self.save_every == 0 or last:
+            name = f"epoch_{epoch:06d}.safetensors"
+            self._save(os.path.join(self.directory, name), state, epoch, history, settings)
+            for _, path in self.on_disk()[: -self.keep]:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+
+    def _save(
+        self,
+        path: str,
+        state: TrainState,
+        epoch: int,
+        history: dict[str, list],
+        settings: dict[str, Any],
+    ) -> None:
+        finite = lambda v: v if not isinstance(v, float) or math.isfinite(v) else None
+        meta = {
+            "epoch": epoch,
+            "history": {k: [finite(v) for v in values] for k, values in history.items()},
+            "settings": settings,
+            "monitor": self.monitor,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+        }
+        checkpoint_lib.save(path, state, metadata={"jaxnn_fit": meta})
+
+
+def _nonfinite_error(
+    where: str, guard: _Guard, state: TrainState, epoch: int, epochs: int, history: History
+) -> NonFiniteError:
+    """The error for the first bad step that ``guard`` recorded."""
+    guard = jax.device_get(guard)
+    step, batch, loss = int(guard.bad_step), int(guard.bad_batch), float(guard.bad_loss)
+    paths = _leaf_paths(state.params)
+    bad = [p for p, b in zip(paths, np.asarray(guard.bad_grads), strict=True) if b]
+    if bad:
+        more = f" (and {len(bad) - 1} more of the {len(paths)})" if len(bad) > 1 else ""
+        what = f"the first non-finite gradient is at {bad[0]!r}{more}"
+    else:
+        what = "the loss is non-finite (the gradients are finite)"
+    message = (
+        f"{where}: non-finite values in epoch {epoch + 1}/{epochs} (index {epoch}), batch "
+        f"{batch}, step {step}: {what}; the batch loss was {loss}. That update and any "
+        f"after it were not applied: error.state is the last finite state (step {step}) "
+        "and error.history the epochs before. Lower the learning rate, clip the "
+        "gradients (optax.clip_by_global_norm), look for data or a loss that overflows, "
+        "or pass on_nonfinite='skip' to skip such steps."
+    )
+    return NonFiniteError(
+        message,
+        state=state,
+        epoch=epoch,
+        batch=batch,
+        step=step,
+        path=bad[0] if bad else None,
+        history=history,
+    )
+
+
+class _Guard(NamedTuple):
+    """What the finite guard carries through the compiled steps."""
+
+    halted: jax.Array  # bool: under "raise", a bad step was met; updates are frozen
+    skipped: jax.Array  # int32: steps not applied in this epoch
+    bad_step: jax.Array  # int32: the update count of the first bad step, or -1
+    bad_batch: jax.Array  # int32: its batch index within its epoch, or -1
+    bad_grads: jax.Array  # bool (leaves,): which gradient leaves were non-finite there
+    bad_loss: jax.Array  # float32: the batch's loss there
+
+
+def _new_guard(params: Params) -> _Guard:
+    leaves = len(jax.tree.leaves(params))
+    return _Guard(
+        halted=jnp.zeros((), bool),
+        skipped=jnp.zeros((), jnp.int32),
+        bad_step=jnp.full((), -1, jnp.int32),
+        bad_batch=jnp.full((), -1, jnp.int32),
+        bad_grads=jnp.zeros((leaves,), bool),
+        bad_loss=jnp.zeros((), jnp.float32),
+    )
+
+
+def _finite_leaves(tree: Any) -> jax.Array:
+    """One bool per leaf (in ``jax.tree.leaves`` order): all its values are finite."""
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return jnp.ones((0,), bool)
+    return jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves])
+
+
+def _leaf_paths(tree: Any) -> list[str]:
+    """Readable leaf paths in ``jax.tree.leaves`` order: ``dense_1/kernel``."""
+    paths, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return ["/".join(_path_part(e) for e in path) or "value" for path, _ in paths]
+
+
+def _path_part(entry: Any) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(entry, attr):
+            return str(getattr(entry, attr))
+    return str(entry)
+
+
 def _optimizer_init(optimizer: optax.GradientTransformation, params: Params) -> optax.OptState:
     with jax.numpy_dtype_promotion("standard"):
         return optimizer.init(params)
@@ -764,7 +1265,9 @@ def _report(
 ) -> None:
     if verbose == 0:
         return
-    text = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+    text = " - ".join(
+        f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in logs.items()
+    )
     if verbose == 2:
         print(f"Epoch {epoch + 1}/{epochs} - {seconds:.2f}s - {text}", flush=True)
         return

@@ -1,0 +1,237 @@
+"""Numerical guards in ``fit`` (NaN/Inf loss or gradient) and the checks at its door."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxnn as nn
+from jaxnn.train import NonFiniteError
+
+BATCH = 8
+BAD_ROW = 37  # in batch 4 (rows 32..39) when the data is not shuffled
+
+
+def regression(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)).astype(np.float32)
+    return x, x.sum(axis=1, keepdims=True)
+
+
+def overflowing(x):
+    """Finite data (it passes the door check) that overflows to Inf in the first layer."""
+    x = x.copy()
+    x[BAD_ROW] = 3e38
+    return x
+
+
+def make(optimizer="sgd"):
+    model = nn.Sequential(nn.Dense(4, "relu", name="hidden"), nn.Dense(1, name="out"))
+    return nn.Trainer(model, "mse", optimizer)
+
+
+def all_finite(tree):
+    return all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(tree))
+
+
+def assert_trees_equal(a, b):
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+@pytest.mark.parametrize("verbose", [0, 2], ids=["one-program", "per-epoch"])
+def test_raise_on_overflowing_data_names_epoch_step_and_path(key, verbose, capsys):
+    x, y = regression()
+    x = overflowing(x)
+    trainer = make()
+    state = trainer.init(key, x)
+    with pytest.raises(
+        NonFiniteError,
+        match=r"Trainer\.fit: non-finite values in epoch 1/3 \(index 0\), batch 4, step 4: "
+        r"the first non-finite gradient is at 'hidden/kernel'.*error\.state is the last "
+        r"finite state \(step 4\).*on_nonfinite='skip'",
+    ) as info:
+        trainer.fit(state, x, y, epochs=3, batch_size=BATCH, shuffle=False, verbose=verbose)
+    e = info.value
+    assert isinstance(e, FloatingPointError)
+    assert (e.epoch, e.batch, e.step, e.path) == (0, 4, 4, "hidden/kernel")
+    assert int(e.state.step) == 4 and all_finite(e.state.params)
+    assert e.history.epochs == 0
+    # The state handed back is the one after the 4 good batches, key included.
+    expected = state
+    for b in range(4):
+        rows = slice(b * BATCH, (b + 1) * BATCH)
+        expected, _ = trainer.train_step(expected, x[rows], y[rows])
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), e.state.params, expected.params
+    )
+    np.testing.assert_array_equal(jax.random.key_data(e.state.key), jax.random.key_data(state.key))
+
+
+def test_both_paths_hand_back_the_same_state(key):
+    """The one-program path freezes at the bad step just as the per-epoch loop does."""
+    x, y = regression()
+    x = overflowing(x)
+    trainer = make("adam")
+    state = trainer.init(key, x)
+    errors = []
+    for verbose in (0, 2):
+        with pytest.raises(NonFiniteError) as info:
+            trainer.fit(state, x, y, epochs=4, batch_size=BATCH, verbose=verbose)
+        errors.append(info.value)
+    a, b = errors
+    assert (a.epoch, a.batch, a.step, a.path) == (b.epoch, b.batch, b.step, b.path)
+    assert_trees_equal(a.state.params, b.state.params)
+    assert_trees_equal(a.state.opt_state, b.state.opt_state)
+
+
+def test_skip_on_overflowing_data_equals_training_without_that_batch(key):
+    x, y = regression()
+    bad = overflowing(x)
+    trainer = make()
+    state = trainer.init(key, x)
+    skipped, history = trainer.fit(
+        state, bad, y, epochs=3, batch_size=BATCH, shuffle=False, verbose=0, on_nonfinite="skip"
+    )
+    np.testing.assert_array_equal(history["skipped_steps"], [1, 1, 1])
+    assert all_finite(skipped.params)
+    keep = np.r_[0:32, 40:64]  # the batch with the bad row, dropped
+    clean, clean_history = trainer.fit(
+        state, x[keep], y[keep], epochs=3, batch_size=BATCH, shuffle=False, verbose=0
+    )
+    # The same SGD updates in the same order; a skipped step does not count either.
+    # Sums over a batch may fuse differently: 1e-6 relative is float32 rounding.
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), skipped.params, clean.params
+    )
+    assert int(skipped.step) == int(clean.step) == 3 * 7
+    # The epoch's logs average over the applied steps only.
+    np.testing.assert_allclose(history["loss"], clean_history["loss"], rtol=1e-5)
+
+
+def test_skip_counts_per_epoch_in_the_per_epoch_loop(key):
+    x, y = regression()
+    x = overflowing(x)
+    trainer = make()
+    state = trainer.init(key, x)
+    _, history = trainer.fit(
+        state, x, y, epochs=2, batch_size=BATCH, verbose=2, on_nonfinite="skip"
+    )
+    assert history["skipped_steps"].tolist() == [1, 1]
+    assert np.all(np.isfinite(history["loss"]))
+
+
+def nan_for_negative_targets(predictions, targets):
+    """MSE plus log(target): a NaN loss for rows with a negative target, while the
+    gradient (which does not depend on the target's log) stays finite."""
+    return jnp.mean((predictions - targets) ** 2, axis=-1) + jnp.log(targets[:, 0] + 10.0)
+
+
+def test_custom_loss_with_nan_rows(key):
+    x, y = regression()
+    y = y.copy()
+    y[5] = -20.0  # finite data: log(-10) is NaN only inside the loss
+    trainer = nn.Trainer(make().model, nan_for_negative_targets, "sgd")
+    state = trainer.init(key, x)
+    with pytest.raises(
+        NonFiniteError,
+        match=r"epoch 1/2 \(index 0\), batch 0, step 0: the loss is non-finite \(the "
+        r"gradients are finite\); the batch loss was nan",
+    ) as info:
+        trainer.fit(state, x, y, epochs=2, batch_size=BATCH, shuffle=False, verbose=0)
+    assert info.value.path is None
+    assert_trees_equal(info.value.state.params, state.params)
+
+    _, history = trainer.fit(
+        state, x, y, epochs=2, batch_size=BATCH, shuffle=False, verbose=0, on_nonfinite="skip"
+    )
+    assert history["skipped_steps"].tolist() == [1, 1]
+
+
+def test_diverging_learning_rate(key):
+    x, y = regression()
+    trainer = nn.Trainer(make().model, "mse", optax.sgd(10.0))  # diverges within a few steps
+    state = trainer.init(key, x)
+    with pytest.raises(NonFiniteError, match=r"non-finite values in epoch \d+/20") as info:
+        trainer.fit(state, x, y, epochs=20, batch_size=BATCH, verbose=0)
+    e = info.value
+    assert all_finite(e.state.params) and all_finite(e.state.opt_state)
+    assert int(e.state.step) == e.step and e.step >= 1
+    assert e.history.epochs == e.epoch
+
+    skipped, history = trainer.fit(
+        state, x, y, epochs=3, batch_size=BATCH, verbose=0, on_nonfinite="skip"
+    )
+    assert history["skipped_steps"].sum() > 0
+    assert all_finite(skipped.params)
+
+
+def test_unknown_policy(key):
+    x, y = regression()
+    trainer = make()
+    state = trainer.init(key, x)
+    with pytest.raises(ValueError, match=r"on_nonfinite must be 'raise' or 'skip', got 'warn'"):
+        trainer.fit(state, x, y, verbose=0, on_nonfinite="warn")
+
+
+def test_guard_compiles_once(key):
+    x, y = regression()
+    trainer = make()
+    state = trainer.init(key, x)
+    for _ in range(2):
+        state, _ = trainer.fit(state, x, y, epochs=2, batch_size=BATCH, verbose=0)
+    assert trainer._run._cache_size() == 1
+
+
+# ------------------------------------------------------------------ the door
+
+
+def test_integer_features_are_converted_by_the_first_layer(key):
+    """int features reach Dense, which casts them to its float32 compute dtype."""
+    x, y = regression()
+    ints = np.round(x * 10).astype(np.int64)
+    trainer = make()
+    state = trainer.init(key, ints)
+    assert state.params["hidden"]["kernel"].dtype == jnp.float32
+    out = trainer.predict(state, ints)
+    assert out.dtype == jnp.float32
+    np.testing.assert_allclose(out, trainer.predict(state, ints.astype(np.float32)), rtol=1e-6)
+    trained, history = trainer.fit(state, ints, y, epochs=2, batch_size=BATCH, verbose=0)
+    assert all_finite(trained.params) and np.all(np.isfinite(history["loss"]))
+
+
+def test_numpy_and_lists_in_evaluate_and_predict(key):
+    x, y = regression(20)
+    trainer = make()
+    state = trainer.init(key, x)
+    as_jax = trainer.predict(state, jnp.asarray(x))
+    np.testing.assert_array_equal(trainer.predict(state, x), as_jax)
+    np.testing.assert_array_equal(trainer.predict(state, x.tolist()), as_jax)
+    np.testing.assert_array_equal(trainer.predict(state, x.astype(np.float64)), as_jax)
+    logs = trainer.evaluate(state, jnp.asarray(x), jnp.asarray(y))
+    assert trainer.evaluate(state, x, y) == logs
+    assert trainer.evaluate(state, x.tolist(), y.tolist()) == logs
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda t, s, x, y: t.predict(s, np.zeros((0, 3), np.float32)), r"x has no examples"),
+        (lambda t, s, x, y: t.evaluate(s, x, y[:5]), r"x has 20 examples but y has 5"),
+        (
+            lambda t, s, x, y: t.predict(s, np.where(np.arange(20)[:, None] == 3, np.inf, x)),
+            r"Trainer\.predict: x has NaN or Inf values in 1 row\(s\): 3\.",
+        ),
+        (
+            lambda t, s, x, y: t.evaluate(s, x, np.where(np.arange(20)[:, None] == 9, np.nan, y)),
+            r"Trainer\.evaluate: y has NaN or Inf values in 1 row\(s\): 9\.",
+        ),
+    ],
+    ids=["empty", "lengths", "inf-in-x", "nan-in-y"],
+)
+def test_bad_data_at_the_door_of_evaluate_and_predict(key, call, match):
+    x, y = regression(20)
+    trainer = make()
+    state = trainer.init(key, x)
+    with pytest.raises(ValueError, match=match):
+        call(trainer, state, x, y)

@@ -1,0 +1,257 @@
+"""Checkpoints during ``fit``: exact resume (also in a new process), surviving SIGKILL,
+determinism across processes, retention of the last and the best checkpoints."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import jax
+import numpy as np
+import pytest
+
+import jaxnn as nn
+from jaxnn import checkpoint, population
+
+# One program for the subprocesses and for this process: the same data, model and fit.
+COMMON = r"""
+import sys, time
+import jax, numpy as np
+import jaxnn as nn
+from jaxnn import checkpoint, population
+
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 3)).astype(np.float32)
+    return x, (x.sum(axis=1, keepdims=True) > 0).astype(np.float32)
+
+def make():
+    model = nn.Sequential(nn.Dense(8, "relu"), nn.Dropout(0.2), nn.Dense(1, "sigmoid"))
+    return nn.Trainer(model, "binary_crossentropy", "adam", ["accuracy"])
+
+FIT = dict(batch_size=8, verbose=0, validation_split=0.2)
+# In the subprocesses every run goes epoch by epoch (verbose=2), so that each process
+# compiles one program per model (the one-program path is compared in this process).
+LOOP = {**FIT, "verbose": 2}
+x, y = data()
+trainer = make()
+state = trainer.init(jax.random.key(0), x)
+rates = np.array([1e-3, 3e-3, 1e-2, 3e-2], np.float32)
+members = population.init(trainer, jax.random.key(1), x, 4, hyperparams={"learning_rate": rates})
+"""
+
+FIRST = r"""
+out = sys.argv[1]
+straight, _ = trainer.fit(state, x, y, epochs=10, **LOOP)
+checkpoint.save(f"{out}/straight.safetensors", straight)
+trainer.fit(state, x, y, epochs=5, checkpoint_dir=f"{out}/ckpt", **LOOP)
+pop_straight, _ = population.fit(trainer, members, x, y, epochs=10, batch_size=8, verbose=2)
+checkpoint.save(f"{out}/pop_straight.safetensors", pop_straight)
+pop_half, _ = population.fit(trainer, members, x, y, epochs=5, batch_size=8, verbose=2)
+checkpoint.save(f"{out}/pop_half.safetensors", pop_half)
+"""
+
+KILLED = r"""
+import jaxnn.checkpoint as saving
+raw = saving._raw
+def slow_raw(array):  # makes every save take ~0.1 s, so that a kill lands in one
+    time.sleep(0.002)
+    return raw(array)
+saving._raw = slow_raw
+trainer.fit(
+    state, x, y, epochs=EPOCHS, checkpoint_dir=sys.argv[1], keep=3,
+    callbacks=[lambda epoch, logs: print(epoch, flush=True)], **FIT
+)
+"""
+EPOCHS = 30
+
+namespace: dict = {}
+exec(COMMON, namespace)
+
+
+def run(script: str, *args: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", COMMON + script, *args], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+def assert_bit_identical(a, b):
+    data = lambda t: jax.tree.map(
+        lambda leaf: (
+            jax.random.key_data(leaf)
+            if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+            else leaf
+        ),
+        t,
+    )
+    jax.tree.map(np.testing.assert_array_equal, data(a), data(b))
+
+
+def test_exact_resume_in_a_new_process_and_determinism(tmp_path):
+    """10 epochs straight == 5 epochs and a save in one process, then a restore in
+    another (this one) and 5 more: bit for bit, for one model (with dropout and a
+    validation split) and for a population. This process also retrains from the
+    seed: identical to the other process's run."""
+    out = str(tmp_path)
+    run(FIRST, out)
+    trainer, state, members, x, y = (
+        namespace[k] for k in ("trainer", "state", "members", "x", "y")
+    )
+    loop = namespace["LOOP"]
+    load = lambda name, like: checkpoint.restore(f"{out}/{name}.safetensors", like)
+    straight = load("straight", state)
+    assert int(straight.step) == 10 * 5  # 40 training examples, batches of 8
+
+    resumed, history = trainer.fit(
+        state, x, y, epochs=10, checkpoint_dir=f"{out}/ckpt", resume=True, **loop
+    )
+    assert_bit_identical(resumed, straight)
+    assert history.epochs == 10
+    again, _ = trainer.fit(state, x, y, epochs=10, **loop)
+    assert_bit_identical(again, straight)
+
+    pop_half = load("pop_half", members)
+    pop_resumed, _ = population.fit(trainer, pop_half, x, y, epochs=5, batch_size=8)
+    pop_straight = load("pop_straight", members)
+    assert_bit_identical(pop_resumed, pop_straight)
+    assert pop_straight.step.tolist() == [70] * 4  # 50 examples, 7 batches, 10 epochs
+
+
+def test_surviving_sigkill_during_training_and_saves(tmp_path):
+    directory = tmp_path / "ckpt"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", COMMON + KILLED.replace("EPOCHS", str(EPOCHS)), str(directory)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in proc.stdout:
+            if int(line) == 6:  # epoch 7 has run; its save is starting
+                time.sleep(random.Random(0).uniform(0.0, 0.1))
+                break
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    trainer, state, x, y, fit = (namespace[k] for k in ("trainer", "state", "x", "y", "FIT"))
+    saved = sorted(p.name for p in directory.glob("epoch_*.safetensors"))
+    assert saved and len(saved) <= 3
+    for name in saved:  # every checkpoint on disk is readable
+        checkpoint.restore(directory / name, state)
+    (directory / ".epoch_000099.safetensors.0123abcd.tmp").write_bytes(b"half a save")
+
+    resumed, history = trainer.fit(
+        state, x, y, epochs=EPOCHS, checkpoint_dir=directory, resume=True, **fit
+    )
+    straight, straight_history = trainer.fit(state, x, y, epochs=EPOCHS, **fit)
+    assert_bit_identical(resumed, straight)
+    np.testing.assert_array_equal(history["loss"], straight_history["loss"])
+    assert not list(directory.glob(".*.tmp"))  # leftovers of killed saves are removed
+
+
+def test_retention_best_and_history(tmp_path):
+    trainer, state, x, y, fit = (namespace[k] for k in ("trainer", "state", "x", "y", "FIT"))
+    states = []
+
+    class Keep(nn.Callback):
+        def on_epoch_end(self, epoch, logs, state):
+            states.append(state)
+
+    _, history = trainer.fit(
+        state,
+        x,
+        y,
+        epochs=7,
+        checkpoint_dir=tmp_path,
+        save_every=2,
+        keep=2,
+        keep_best="val_loss",
+        callbacks=[Keep()],
+        **{**fit, "verbose": 0},
+    )
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["best.safetensors", "epoch_000006.safetensors", "epoch_000007.safetensors"]
+    best = int(np.argmin(history["val_loss"]))
+    meta = checkpoint.read_metadata(tmp_path / "best.safetensors")["user"]["jaxnn_fit"]
+    assert meta["best_epoch"] == best + 1 and meta["best"] == history["val_loss"][best]
+    assert_bit_identical(checkpoint.restore(tmp_path / "best.safetensors", state), states[best])
+    meta = checkpoint.read_metadata(tmp_path / "epoch_000006.safetensors")["user"]["jaxnn_fit"]
+    assert meta["epoch"] == 6 and meta["history"]["val_loss"] == list(history["val_loss"][:6])
+    assert meta["settings"] == {"batch_size": 8, "examples": 40, "shuffle": True}
+
+    # Resuming a finished run trains nothing and hands back the saved state and history.
+    done, again = trainer.fit(state, x, y, epochs=7, checkpoint_dir=tmp_path, resume=True, **fit)
+    assert_bit_identical(done, states[-1])
+    np.testing.assert_array_equal(again["val_loss"], history["val_loss"])
+
+
+def test_resume_skips_a_damaged_newest_checkpoint(tmp_path):
+    trainer, state, x, y, fit = (namespace[k] for k in ("trainer", "state", "x", "y", "FIT"))
+    trainer.fit(state, x, y, epochs=4, checkpoint_dir=tmp_path, **fit)
+    newest = tmp_path / "epoch_000004.safetensors"
+    data = bytearray(newest.read_bytes())
+    data[-3] ^= 0x10  # one flipped bit in the data
+    newest.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match=r"skipping a damaged checkpoint.*corrupted"):
+        resumed, history = trainer.fit(
+            state, x, y, epochs=6, checkpoint_dir=tmp_path, resume=True, **fit
+        )
+    straight, straight_history = trainer.fit(state, x, y, epochs=6, **fit)
+    assert_bit_identical(resumed, straight)
+    np.testing.assert_array_equal(history["loss"], straight_history["loss"])
+
+
+def test_resume_with_other_settings_or_another_model(tmp_path):
+    trainer, state, x, y, fit = (namespace[k] for k in ("trainer", "state", "x", "y", "FIT"))
+    trainer.fit(state, x, y, epochs=1, checkpoint_dir=tmp_path, **fit)
+    with pytest.raises(ValueError, match=r"cannot resume exactly from .*batch_size=8 then, 16 now"):
+        trainer.fit(
+            state, x, y, epochs=2, checkpoint_dir=tmp_path, resume=True, **{**fit, "batch_size": 16}
+        )
+    other = nn.Trainer(nn.Dense(1), "mse", "sgd")
+    with pytest.raises(nn.CheckpointError, match=r"cannot resume: .*does not match"):
+        other.fit(
+            other.init(jax.random.key(0), x),
+            x,
+            y,
+            epochs=2,
+            checkpoint_dir=tmp_path,
+            resume=True,
+            verbose=0,
+        )
+    with pytest.warns(UserWarning, match=r"already holds checkpoints.*resume=True"):
+        trainer.fit(state, x, y, epochs=1, checkpoint_dir=tmp_path, **fit)
+
+
+def test_resume_into_an_empty_directory_starts_afresh(tmp_path):
+    trainer, state, x, y, fit = (namespace[k] for k in ("trainer", "state", "x", "y", "FIT"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resumed, _ = trainer.fit(
+            state, x, y, epochs=2, checkpoint_dir=tmp_path / "new", resume=True, **fit
+        )
+    assert_bit_identical(resumed, trainer.fit(state, x, y, epochs=2, **fit)[0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"resume": True}, r"resume=True needs a checkpoint_dir"),
+        ({"keep_best": "val_loss"}, r"keep_best needs a checkpoint_dir"),
+        ({"checkpoint_dir": "DIR", "save_every": 0}, r"save_every must be a positive int"),
+        ({"checkpoint_dir": "DIR", "keep": -1}, r"keep must be a positive int"),
+        ({"checkpoint_dir": "DIR", "keep_best": "val_auc"}, r"keep_best='val_auc' is not one"),
+        ({"checkpoint_dir": "DIR", "best_mode": "up"}, r"best_mode must be 'auto', 'min' or"),
+    ],
+)
+def test_bad_checkpoint_settings(tmp_path, kwargs, match):
+    trainer, state, x, y, fit = (namespace[k] for k in ("trainer", "state", "x", "y", "FIT"))
+    if kwargs.get("checkpoint_dir") == "DIR":
+        kwargs = {**kwargs, "checkpoint_dir": tmp_path}
+    with pytest.raises(ValueError, match=match):
+        trainer.fit(state, x, y, epochs=1, **fit, **kwargs)
