@@ -275,12 +275,16 @@ def _check_strategy(strategy: str, chunk_size: int | None, n: int) -> int | None
             f"population: unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}."
         )
     if strategy == "chunked":
-        if not isinstance(chunk_size, int) or chunk_size < 1:
+        if (
+            isinstance(chunk_size, bool)
+            or not isinstance(chunk_size, (int, np.integer))
+            or chunk_size < 1
+        ):
             raise ValueError(
                 "population: strategy='chunked' needs chunk_size, a positive int (members "
                 f"vmapped together), got {chunk_size!r}."
             )
-        return min(chunk_size, n)
+        return min(int(chunk_size), n)
     return None
 
 
@@ -428,10 +432,12 @@ def _prepare_members(where: str, x: Any, y: Any, w: Any, n: int) -> tuple[Any, A
     """Checks per-member data ``(members, examples, ...)``; returns it and ``examples``."""
     for what, tree in (("x", x), ("y", y), ("sample_weight", w)):
         for leaf in jax.tree.leaves(tree):
-            if (np.ndim(leaf) < 2 and what != "sample_weight") or np.shape(leaf)[0] != n:
+            bad_rank = np.ndim(leaf) != 2 if what == "sample_weight" else np.ndim(leaf) < 2
+            if bad_rank or np.shape(leaf)[0] != n:
+                layout = "examples" if what == "sample_weight" else "examples, ..."
                 raise ValueError(
                     f"{where}: with member_data=True, {what} needs shape (members={n}, "
-                    f"examples, ...), got {np.shape(leaf)}."
+                    f"{layout}), got {np.shape(leaf)}."
                 )
     flat = lambda t: jax.tree.map(lambda a: np.asarray(a).reshape(-1, *np.shape(a)[2:]), t)
     _prepare(where, flat(x), flat(y), None if w is None else np.asarray(w).reshape(-1))
@@ -622,10 +628,6 @@ def _report(verbose: int, epoch: int, epochs: int, logs: dict[str, np.ndarray]) 
 # --------------------------------------------------------- evaluate, predict, select
 
 
-def _member_map(fn: Callable, strategy: str, chunk_size: int | None, n: int) -> Callable:
-    return _over_members(fn, strategy, _check_strategy(strategy, chunk_size, n), n)
-
-
 def evaluate(
     trainer: Trainer,
     states: TrainState,
@@ -647,6 +649,7 @@ def evaluate(
         (4,)
     """
     n = num_members(states)
+    chunk_size = _check_strategy(strategy, chunk_size, n)
     if member_data:
         x, y, _, examples = _prepare_members("population.evaluate", x, y, None, n)
     else:
@@ -654,16 +657,49 @@ def evaluate(
     from jaxnn.train import _check_batch_size
 
     bs = min(_check_batch_size("population.evaluate", batch_size), examples)
+    out = _evaluate_jit(
+        trainer,
+        (states.params, states.model_state),
+        x,
+        y,
+        batch_size=bs,
+        member_data=member_data,
+        strategy=strategy,
+        chunk_size=chunk_size,
+        n=n,
+    )
+    return {k: np.asarray(v) for k, v in jax.device_get(out).items()}
+
+
+def _evaluate_members(
+    trainer: Trainer,
+    variables: tuple,
+    x: Any,
+    y: Any,
+    *,
+    batch_size: int,
+    member_data: bool,
+    strategy: str,
+    chunk_size: int | None,
+    n: int,
+) -> dict[str, jax.Array]:
+    examples = jax.tree.leaves(x)[0].shape[1 if member_data else 0]
     w = jnp.ones((examples,), jnp.float32)
 
     def member(args: tuple) -> dict[str, jax.Array]:
         (params, model_state), d = args
         xm, ym = d if member_data else (x, y)
-        return _finish(trainer._evaluate_sums(params, model_state, xm, ym, w, bs))
+        return _finish(trainer._evaluate_sums(params, model_state, xm, ym, w, batch_size))
 
-    run = jax.jit(_member_map(member, strategy, chunk_size, n))
-    out = run(((states.params, states.model_state), (x, y) if member_data else None))
-    return {k: np.asarray(v) for k, v in jax.device_get(out).items()}
+    return _over_members(member, strategy, chunk_size, n)(
+        (variables, (x, y) if member_data else None)
+    )
+
+
+# Module-level jits, keyed on the static settings, so repeated calls (every epoch of a
+# selection loop, say) reuse the compiled program instead of compiling a new one.
+_MEMBER_STATICS = ("trainer", "batch_size", "strategy", "chunk_size", "n")
+_evaluate_jit = jax.jit(_evaluate_members, static_argnames=(*_MEMBER_STATICS, "member_data"))
 
 
 def predict(
@@ -685,18 +721,40 @@ def predict(
         (4, 10, 2)
     """
     n = num_members(states)
+    chunk_size = _check_strategy(strategy, chunk_size, n)
     x, _, _, examples = _prepare("population.predict", x)
     from jaxnn.train import _check_batch_size
 
     bs = min(_check_batch_size("population.predict", batch_size), examples)
-
-    def member(args: tuple) -> jax.Array:
-        params, model_state = args
-        return trainer._predict_batches(params, model_state, x, bs)
-
-    return jax.jit(_member_map(member, strategy, chunk_size, n))(
-        (states.params, states.model_state)
+    return _predict_jit(
+        trainer,
+        (states.params, states.model_state),
+        x,
+        batch_size=bs,
+        strategy=strategy,
+        chunk_size=chunk_size,
+        n=n,
     )
+
+
+def _predict_members(
+    trainer: Trainer,
+    variables: tuple,
+    x: Any,
+    *,
+    batch_size: int,
+    strategy: str,
+    chunk_size: int | None,
+    n: int,
+) -> Any:
+    def member(args: tuple) -> Any:
+        params, model_state = args
+        return trainer._predict_batches(params, model_state, x, batch_size)
+
+    return _over_members(member, strategy, chunk_size, n)(variables)
+
+
+_predict_jit = jax.jit(_predict_members, static_argnames=_MEMBER_STATICS)
 
 
 def ensemble_predict(
@@ -884,8 +942,9 @@ def shard_members(states: Any, mesh: jax.sharding.Mesh, axis: str | None = None)
         >>> mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("members",))
         >>> trainer = nn.Trainer(nn.Dense(1), "mse", "sgd")
         >>> states = init(trainer, jax.random.key(0), jnp.zeros((1, 3)), 4)
-        >>> shard_members(states, mesh).params["kernel"].sharding.spec
-        PartitionSpec('members',)
+        >>> spec = shard_members(states, mesh).params["kernel"].sharding.spec
+        >>> spec == jax.sharding.PartitionSpec("members")
+        True
     """
     axis = axis or mesh.axis_names[0]
     size = mesh.shape[axis]
