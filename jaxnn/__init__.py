@@ -7,7 +7,9 @@ small networks train in one XLA program with ``jax.vmap``.
 
 from jaxnn import (
     activations,
+    benchmark,
     checkpoint,
+    export,
     initializers,
     losses,
     metrics,
@@ -15,17 +17,20 @@ from jaxnn import (
     population,
 )
 from jaxnn.checkpoint import CheckpointError
-from jaxnn.combinators import Parallel, Residual, Sequential
+from jaxnn.combinators import Parallel, Repeat, Residual, Sequential
 from jaxnn.core import Layer, LayerError, as_layer
 from jaxnn.layers import *  # noqa: F403
 from jaxnn.layers import __all__ as _layers_all
 from jaxnn.layers.recurrent import Cell, GRUCell, LSTMCell, SimpleRNNCell
+from jaxnn.losses import Loss
+from jaxnn.metrics import Metric
 from jaxnn.summary import count_params, summary
 from jaxnn.train import (
     Callback,
     EarlyStopping,
     History,
     LambdaCallback,
+    NonFiniteError,
     Trainer,
     TrainState,
 )
@@ -39,9 +44,15 @@ __all__ = [
     "EarlyStopping",
     "History",
     "LambdaCallback",
+    "Loss",
+    "Metric",
+    "NonFiniteError",
+    "Repeat",
     "TrainState",
     "Trainer",
+    "benchmark",
     "checkpoint",
+    "export",
     "losses",
     "metrics",
     "population",

@@ -1,0 +1,180 @@
+"""Start-up: import times, and the time to a first trained epoch in a fresh process.
+
+Every figure comes from fresh Python processes (the median over several, the
+libraries alternated), so nothing is already imported or compiled:
+
+* ``import jax``, then ``import jaxnn`` in the same fresh process: the second is
+  what jaxnn adds (the target is at most 0.2 s); installed peers' imports are timed
+  alone in fresh processes, for scale (not in ``--quick``);
+* a fresh process that imports jaxnn, builds the tutorial's trainer and trains one
+  epoch (``fit(epochs=1, verbose=0)``), timed from the first line of the script to
+  the blocked result: without a cache, then with JAX's persistent compilation cache
+  in an empty folder (the first run fills it; the later runs read it).
+
+The cache is JAX's own, turned on for a process by environment variables (or by the
+same names through ``jax.config.update`` before the first compilation)::
+
+    JAX_COMPILATION_CACHE_DIR=/path/to/cache
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0   # also cache programs that compile fast
+
+Without the second one JAX caches only programs that took a second or more to
+compile, which leaves out most of a small network's programs.
+
+    python benchmarks/startup.py [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import peers
+
+IMPORT = "import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+# jax first, then jaxnn, in one process: jaxnn's own cost is the second figure.
+IMPORT_JAXNN = """
+import time
+t = time.perf_counter()
+import jax
+a = time.perf_counter()
+import jaxnn
+print(a - t, time.perf_counter() - a)
+"""
+
+FIRST_EPOCH = """
+import time
+start = time.perf_counter()
+import jax
+import numpy as np
+import jaxnn as nn
+imported = time.perf_counter()
+rng = np.random.default_rng(0)
+x = rng.random((100, 4), dtype=np.float32)
+y = rng.integers(0, 2, size=(100, 1)).astype(np.float32)
+model = nn.Sequential(nn.Dense(32, "relu"), nn.Dense(1, "sigmoid"))
+trainer = nn.Trainer(model, "binary_crossentropy", "adam", metrics=["accuracy"])
+state = trainer.init(jax.random.key(0), x)
+state, history = trainer.fit(state, x, y, epochs=1, batch_size=10, verbose=0)
+jax.block_until_ready(state)
+print(imported - start, time.perf_counter() - start)
+"""
+
+CACHE_ENV = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in CACHE_ENV}
+    env.setdefault("KERAS_BACKEND", "jax")
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")) if p
+    )
+    return {**env, **(extra or {})}
+
+
+def _python(code: str, env: dict[str, str]) -> list[float]:
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"a fresh process failed:\n{out.stderr[-2000:]}")
+    return [float(v) for v in out.stdout.split()]
+
+
+def import_times(modules: list[str], repeats: int) -> dict[str, list[float]]:
+    """Seconds to import each module in fresh processes, alternating modules."""
+    times: dict[str, list[float]] = {m: [] for m in modules}
+    for _ in range(repeats):
+        for m in modules:
+            times[m].append(_python(IMPORT.format(module=m), _env())[0])
+    return times
+
+
+def jaxnn_import(repeats: int) -> dict[str, list[float]]:
+    """``import jax`` alone, ``import jaxnn`` after it, and the sum, per fresh process."""
+    jax_s, extra_s = zip(*(_python(IMPORT_JAXNN, _env()) for _ in range(repeats)), strict=True)
+    return {
+        "jax": list(jax_s),
+        "jaxnn": [a + b for a, b in zip(jax_s, extra_s, strict=True)],
+        "jaxnn_after_jax": list(extra_s),
+    }
+
+
+def first_epoch(repeats: int) -> dict:
+    """Fresh-process time to a first trained epoch, without and with the cache."""
+    plain = [_python(FIRST_EPOCH, _env()) for _ in range(repeats)]
+    # Fresh processes in a row: the operating system's file cache is warm for all.
+    with tempfile.TemporaryDirectory(prefix="jaxnn-cache-") as cache:
+        env = _env({CACHE_ENV[0]: cache, CACHE_ENV[1]: "0"})
+        cold = _python(FIRST_EPOCH, env)
+        warm = [_python(FIRST_EPOCH, env) for _ in range(repeats)]
+        entries = sum(1 for _ in Path(cache).rglob("*") if _.is_file())
+    no_cache = statistics.median(t for _, t in plain)
+    cached = statistics.median(t for _, t in warm)
+    return {
+        "no_cache_s": no_cache,
+        "no_cache_import_s": statistics.median(i for i, _ in plain),
+        "cache_first_run_s": cold[1],
+        "cache_later_runs_s": cached,
+        "cache_saving_s": no_cache - cached,
+        "cache_entries": entries,
+        "samples": {"no_cache": plain, "cache_first": cold, "cache_later": warm},
+    }
+
+
+def run(quick: bool) -> dict:
+    """Measures everything; returns a JSON-ready dict."""
+    repeats = 3 if quick else 7
+    times = jaxnn_import(repeats)
+    # Peers' imports are for scale only: the full run times them, --quick does not.
+    others = [] if quick else [p for p in peers.PEERS if peers.installed(p)]
+    peer_times = import_times([peers.load(p).LIBRARY for p in others], 3)
+    med = {m: statistics.median(v) for m, v in {**times, **peer_times}.items()}
+    result = {
+        "workload": "startup",
+        "repeats": repeats,
+        "import_s": med,
+        "import_samples": {**times, **peer_times},
+        "jaxnn_over_jax_s": med.pop("jaxnn_after_jax"),
+        "first_epoch": first_epoch(1 if quick else 3),
+    }
+    return result
+
+
+def report(result: dict) -> None:
+    """Prints the result for a person."""
+    imp, fe = result["import_s"], result["first_epoch"]
+    print(f"startup: fresh processes, import times the median of {result['repeats']}")
+    for m, s in imp.items():
+        print(f"  import {m:<8} {s:6.2f} s")
+    print(f"  import jaxnn - import jax: {result['jaxnn_over_jax_s']:+.2f} s (target <= +0.20 s)")
+    print(f"  first trained epoch, no cache     : {fe['no_cache_s']:6.2f} s")
+    print(f"  first trained epoch, cache filled : {fe['cache_first_run_s']:6.2f} s")
+    print(
+        f"  first trained epoch, cache read   : {fe['cache_later_runs_s']:6.2f} s "
+        f"(saves {fe['cache_saving_s']:.2f} s; {fe['cache_entries']} cache files)"
+    )
+
+
+def main() -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer fresh processes, for CI")
+    parser.add_argument("--json", help="write the results to this file")
+    args = parser.parse_args()
+    result = run(args.quick)
+    report(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
