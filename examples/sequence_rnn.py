@@ -14,9 +14,7 @@ import argparse
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
 import jaxnn as nn
 from jaxnn.layers.recurrent import GRU
@@ -39,53 +37,24 @@ def make_data(n: int, seed: int) -> tuple[dict, np.ndarray]:
     return x, y
 
 
-# Training is a small optax loop (one jitted lax.scan per epoch) until jaxnn.Trainer is
-# importable; then it becomes Trainer(model, "binary_crossentropy", "adam", ["accuracy"]).
 def main(quick: bool) -> float:
     train_n, epochs = (512, 2) if quick else (8192, 20)
-    batch_size = 64
     x, y = make_data(train_n, seed=0)
     x_test, y_test = make_data(2048, seed=1)
 
     model = nn.Sequential(GRU(32), nn.Dense(1, activation="sigmoid"))
-    params, state = model.init(jax.random.key(0), x)
-    optimizer = optax.adam(1e-3)
-    opt_state = optimizer.init(params)
-
-    def loss_fn(params, xb, yb):
-        p, _ = model.apply(params, state, xb)
-        p = jnp.clip(p, 1e-7, 1 - 1e-7)
-        return -jnp.mean(yb * jnp.log(p) + (1 - yb) * jnp.log(1 - p))
-
-    @jax.jit
-    def epoch(params, opt_state, key):
-        # One epoch as one program: shuffle on the device, scan over the batches.
-        order = jax.random.permutation(key, train_n).reshape(-1, batch_size)
-
-        def step(carry, idx):
-            params, opt_state = carry
-            xb, yb = jax.tree.map(lambda a: a[idx], x), y[idx]
-            loss, grads = jax.value_and_grad(loss_fn)(params, xb, yb)
-            updates, opt_state = optimizer.update(grads, opt_state)
-            return (optax.apply_updates(params, updates), opt_state), loss
-
-        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), order)
-        return params, opt_state, losses.mean()
-
-    @jax.jit
-    def accuracy(params, x, y):
-        p, _ = model.apply(params, state, x)
-        return jnp.mean(((p > 0.5) == (y > 0.5)).astype(jnp.float32))
-
-    x, y = jax.tree.map(jnp.asarray, (x, y))
-    key = jax.random.key(1)
-    for i in range(epochs):
-        key, sub = jax.random.split(key)
-        params, opt_state, loss = epoch(params, opt_state, sub)
-        if not quick:
-            acc = float(accuracy(params, x_test, y_test))
-            print(f"epoch {i + 1:3d}  loss {float(loss):.4f}  test accuracy {acc:.4f}")
-    test_accuracy = float(accuracy(params, x_test, y_test))
+    trainer = nn.Trainer(model, "binary_crossentropy", "adam", metrics=["accuracy"])
+    state = trainer.init(jax.random.key(0), x)
+    state, _ = trainer.fit(
+        state,
+        x,
+        y,
+        epochs=epochs,
+        batch_size=64,
+        validation_data=None if quick else (x_test, y_test),
+        verbose=0 if quick else 2,
+    )
+    test_accuracy = float(trainer.evaluate(state, x_test, y_test)["accuracy"])
     print(f"test accuracy: {test_accuracy:.4f} (target {TARGET})")
     return test_accuracy
 
