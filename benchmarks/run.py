@@ -432,6 +432,19 @@ def targets(results: dict) -> list[dict]:
                     "met": speed >= 1.0,
                 }
             )
+    population = results["workloads"].get("population", {})
+    ours = _row(results, "population", "jaxnn")
+    if ours and "time_vs_reference" in ours:
+        speed = 1 / ours["time_vs_reference"]
+        out.append(
+            {
+                "target": f"population: jaxnn >= 1.5x the hand-written vmap baseline "
+                f"({population['members']} members)",
+                "measured": f"{speed:.2f}x faster (spread "
+                f"{_spread(ours, ref_of(results, 'population'))})",
+                "met": speed >= 1.5,
+            }
+        )
     start = results.get("startup")
     if start:
         extra = start["jaxnn_over_jax_s"]
@@ -500,6 +513,22 @@ def markdown(results: dict) -> str:
                 f"| {workload} | {name} | {_fmt_time(r['step_s'])} | {1 / r['step_s']:,.0f} "
                 f"| {ratio} | {pct} | {first} | {r['peak_rss_mib']:.0f} MiB |"
             )
+    scaling = results["workloads"].get("population", {}).get("raw", {}).get("scaling")
+    if scaling:
+        lines += [
+            "",
+            "Population scaling, `population.fit` of the tutorial network, each size in a "
+            "fresh process: "
+            + "; ".join(
+                f"{r['members']:,} members {r['seconds']:.2f} s "
+                f"({r['member_steps_per_s'] / 1e6:.2f} M member-steps/s, peak RSS "
+                f"{r['peak_rss_mib']:.0f} MiB)"
+                if "seconds" in r
+                else f"{r['members']:,} members failed"
+                for r in scaling
+            )
+            + ".",
+        ]
     start = results.get("startup")
     if start:
         fe = start["first_epoch"]
@@ -709,7 +738,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.from_json:
-        results = finish(json.loads(Path(args.from_json).read_text()))
+        try:
+            results = finish(json.loads(Path(args.from_json).read_text()))
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"benchmarks: cannot read --from-json {args.from_json}: {e}") from e
         write_outputs(results, args)
         return 0
 

@@ -509,10 +509,12 @@ class Trainer:
         total_weight = jnp.sum(weight)
         loss_sum = jnp.sum(per_example * weight)
         loss = loss_sum / jnp.maximum(total_weight, jnp.finfo(jnp.float32).tiny)
-        mask_f = mask.astype(jnp.float32)
-        sums = {"loss": loss_sum, "_weight": total_weight, "_count": jnp.sum(mask_f)}
+        # Metrics are unweighted, as Keras's ``metrics`` are, but an example of weight
+        # 0 (masked padding, or the padding of `population.kfold`) is not counted.
+        counted = (weight != 0).astype(jnp.float32)
+        sums = {"loss": loss_sum, "_weight": total_weight, "_count": jnp.sum(counted)}
         for m in self.metrics:
-            sums[m.name] = jnp.sum(m.fn(predictions, y).astype(jnp.float32) * mask_f)
+            sums[m.name] = jnp.sum(m.fn(predictions, y).astype(jnp.float32) * counted)
         return loss, (new_state, sums)
 
     def _update(

@@ -178,6 +178,11 @@ def test_kfold_member_data_equals_training_each_fold_alone():
         )
         assert_trees_close(member(trained, i), alone)
         np.testing.assert_allclose(history["val_loss"][i], alone_history["val_loss"], rtol=RTOL)
+        # The weight-0 padding counts in no metric: accuracy is over the real fold only.
+        real = np.asarray(val_idx[i])[np.asarray(val_w[i]) > 0]
+        probs = trainer.predict(member(trained, i), x[real])
+        expected = np.mean((np.asarray(probs) > 0.5) == (np.asarray(y[real]) > 0.5))
+        np.testing.assert_allclose(history["val_accuracy"][i, -1], expected, rtol=1e-6)
 
 
 @pytest.mark.parametrize("strategy", ["vmap", "chunked"])
