@@ -11,14 +11,14 @@ libraries alternated), so nothing is already imported or compiled:
   the blocked result: without a cache, then with JAX's persistent compilation cache
   in an empty folder (the first run fills it; the later runs read it).
 
-The cache is JAX's own, turned on for a process by environment variables (or by the
-same names through ``jax.config.update`` before the first compilation)::
+The cache is JAX's own, turned on by jaxnn's one switch, called before the first
+compilation::
 
-    JAX_COMPILATION_CACHE_DIR=/path/to/cache
-    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0   # also cache programs that compile fast
+    import jaxnn as nn
+    nn.enable_compilation_cache("/path/to/cache")   # default: ~/.cache/jaxnn/xla
 
-Without the second one JAX caches only programs that took a second or more to
-compile, which leaves out most of a small network's programs.
+It also caches programs that compile in under a second (JAX's default leaves those
+out, which is most of a small network's programs).
 
     python benchmarks/startup.py [--quick] [--json PATH]
 """
@@ -51,12 +51,15 @@ print(a - t, time.perf_counter() - a)
 """
 
 FIRST_EPOCH = """
+import sys
 import time
 start = time.perf_counter()
 import jax
 import numpy as np
 import jaxnn as nn
 imported = time.perf_counter()
+if len(sys.argv) > 1:
+    nn.enable_compilation_cache(sys.argv[1])
 rng = np.random.default_rng(0)
 x = rng.random((100, 4), dtype=np.float32)
 y = rng.integers(0, 2, size=(100, 1)).astype(np.float32)
@@ -68,6 +71,7 @@ jax.block_until_ready(state)
 print(imported - start, time.perf_counter() - start)
 """
 
+# Cleared from the children's environment, so no run is cached unless it asks.
 CACHE_ENV = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
 
 
@@ -80,9 +84,9 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**env, **(extra or {})}
 
 
-def _python(code: str, env: dict[str, str]) -> list[float]:
+def _python(code: str, env: dict[str, str], *args: str) -> list[float]:
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300
     )
     if out.returncode != 0:
         raise RuntimeError(f"a fresh process failed:\n{out.stderr[-2000:]}")
@@ -113,9 +117,8 @@ def first_epoch(repeats: int) -> dict:
     plain = [_python(FIRST_EPOCH, _env()) for _ in range(repeats)]
     # Fresh processes in a row: the operating system's file cache is warm for all.
     with tempfile.TemporaryDirectory(prefix="jaxnn-cache-") as cache:
-        env = _env({CACHE_ENV[0]: cache, CACHE_ENV[1]: "0"})
-        cold = _python(FIRST_EPOCH, env)
-        warm = [_python(FIRST_EPOCH, env) for _ in range(repeats)]
+        cold = _python(FIRST_EPOCH, _env(), cache)
+        warm = [_python(FIRST_EPOCH, _env(), cache) for _ in range(repeats)]
         entries = sum(1 for _ in Path(cache).rglob("*") if _.is_file())
     no_cache = statistics.median(t for _, t in plain)
     cached = statistics.median(t for _, t in warm)

@@ -16,6 +16,7 @@ from jaxnn import (
     optimizers,
     population,
 )
+from jaxnn.cache import enable_compilation_cache
 from jaxnn.checkpoint import CheckpointError
 from jaxnn.combinators import Parallel, Repeat, Residual, Sequential
 from jaxnn.core import Layer, LayerError, as_layer
@@ -71,5 +72,6 @@ __all__ = [
     "optimizers",
     "summary",
     "count_params",
+    "enable_compilation_cache",
     *_layers_all,
 ]
