@@ -59,13 +59,13 @@ def main(quick: bool) -> float:
     def fitness(vectors: jax.Array) -> jax.Array:
         """Minus the mean logistic loss of each vector on the training set."""
         z = logits_of(vectors, x)[..., 0]  # (members, examples)
-        loss = jnp.mean(jnp.logaddexp(0.0, z) - y * z, axis=1)
+        loss = jnp.mean(jnp.logaddexp(0.0, z) - y[None] * z, axis=1)
         return -loss
 
     def generation(carry, key):
         theta, m, v, t = carry
         eps = jax.random.normal(key, (PAIRS, theta.size))
-        candidates = jnp.concatenate([theta + SIGMA * eps, theta - SIGMA * eps])
+        candidates = jnp.concatenate([theta[None] + SIGMA * eps, theta[None] - SIGMA * eps])
         weights = centered_ranks(fitness(candidates))
         # Antithetic estimate of the gradient of the smoothed fitness.
         step = (weights[:PAIRS] - weights[PAIRS:]) @ eps / (2 * PAIRS * SIGMA)

@@ -764,6 +764,8 @@ def ensemble_predict(
     *,
     kind: str = "regression",
     batch_size: int = 32,
+    strategy: str = "vmap",
+    chunk_size: int | None = None,
 ) -> dict[str, jax.Array]:
     """The ensemble's prediction from all members.
 
@@ -777,6 +779,9 @@ def ensemble_predict(
             of class 1), ``{"vote"}`` (the majority class, ties to the lowest) and
             ``{"agreement"}`` (the fraction of members voting for it).
         batch_size: examples per forward pass.
+        strategy: how members run, as in :func:`predict` (``"vmap"``, ``"map"`` or
+            ``"chunked"`` with ``chunk_size``).
+        chunk_size: members vmapped together under ``strategy="chunked"``.
 
     Returns:
         A dict of arrays, as above.
@@ -792,26 +797,27 @@ def ensemble_predict(
         >>> out["mean"].shape, out["std"].shape
         ((10, 1), (10, 1))
     """
-    preds = predict(trainer, states, x, batch_size=batch_size).astype(jnp.float32)
+    if kind not in ("regression", "classification"):
+        raise ValueError(
+            f"ensemble_predict: kind must be 'regression' or 'classification', got {kind!r}."
+        )
+    preds = predict(
+        trainer, states, x, batch_size=batch_size, strategy=strategy, chunk_size=chunk_size
+    ).astype(jnp.float32)
     if kind == "regression":
         return {"mean": preds.mean(axis=0), "std": preds.std(axis=0)}
-    if kind == "classification":
-        if preds.shape[-1] == 1:  # one sigmoid output per example
-            votes = (preds[..., 0] > 0.5).astype(jnp.int32)
-            classes = 2
-        else:
-            votes = jnp.argmax(preds, axis=-1)
-            classes = preds.shape[-1]
-        counts = jax.nn.one_hot(votes, classes).sum(axis=0)
-        vote = jnp.argmax(counts, axis=-1)
-        return {
-            "probabilities": preds.mean(axis=0),
-            "vote": vote,
-            "agreement": counts.max(axis=-1) / preds.shape[0],
-        }
-    raise ValueError(
-        f"ensemble_predict: kind must be 'regression' or 'classification', got {kind!r}."
-    )
+    if preds.shape[-1] == 1:  # one sigmoid output per example
+        votes = (preds[..., 0] > 0.5).astype(jnp.int32)
+        classes = 2
+    else:
+        votes = jnp.argmax(preds, axis=-1)
+        classes = preds.shape[-1]
+    counts = jax.nn.one_hot(votes, classes).sum(axis=0)
+    return {
+        "probabilities": preds.mean(axis=0),
+        "vote": jnp.argmax(counts, axis=-1),
+        "agreement": counts.max(axis=-1) / preds.shape[0],
+    }
 
 
 def select(

@@ -23,3 +23,12 @@ def test_breast_cancer_reaches_its_stated_test_accuracy(tmp_path, monkeypatch):
     accuracy = example.main(quick=False)
     assert accuracy >= example.TARGET
     assert (tmp_path / "breast_cancer.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("name", ["sequence_rnn", "transformer", "evolution_strategy"])
+def test_example_reaches_its_stated_accuracy(name, capsys):
+    """The full runs (seconds each): the GRU's parity, the transformer's sorting,
+    the evolution strategy's classification without gradients."""
+    example = load(name)
+    accuracy = example.main(quick=False)
+    assert accuracy >= example.TARGET, capsys.readouterr().out[-2000:]

@@ -462,6 +462,12 @@ def test_ensemble_predict_regression_mean_and_std():
     np.testing.assert_allclose(out["std"], np.full((4, 1), np.sqrt(14 / 3)), rtol=1e-6)
     with pytest.raises(ValueError, match="kind must be 'regression' or 'classification'"):
         pop.ensemble_predict(trainer, states, jnp.ones((4, 2)), kind="vote")
+    for strategy, chunk_size in (("map", None), ("chunked", 2)):
+        other = pop.ensemble_predict(
+            trainer, states, jnp.ones((4, 2)), strategy=strategy, chunk_size=chunk_size
+        )
+        np.testing.assert_allclose(other["mean"], out["mean"], rtol=1e-6)
+        np.testing.assert_allclose(other["std"], out["std"], rtol=1e-6)
 
 
 def test_ensemble_predict_classification_vote():
