@@ -56,3 +56,20 @@ def along_last(v: Any, ndim: int) -> Any:
     ``ndim``-axis array, explicitly (jaxnn runs under ``jax_numpy_rank_promotion="raise"``).
     """
     return jnp.reshape(v, (1,) * (ndim - 1) + (-1,))
+
+
+def dict_input(kind: str, x: dict, keys: tuple[str, ...], usage: str) -> tuple[Any, ...]:
+    """The entries ``keys`` of a dict input, in order (``None`` where absent).
+
+    The first key is required; any key not in ``keys`` is an error, whose message
+    ends with ``usage`` (how to build the dict).
+    """
+    extra = sorted(str(k) for k in x if k not in keys)
+    if extra or keys[0] not in x:
+        problem = f"unknown entries {extra}" if extra else f"no {keys[0]!r} entry"
+        raise LayerError(
+            kind,
+            f"a dict input takes the entries {list(keys)} ({keys[0]!r} required), "
+            f"got {problem}. {usage}",
+        )
+    return tuple(x.get(k) for k in keys)

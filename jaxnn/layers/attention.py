@@ -12,7 +12,7 @@ import numpy as np
 from jaxnn import initializers as inits
 from jaxnn._types import DTypeLike, Params, PRNGKey, Spec, State
 from jaxnn.core import Layer, LayerError, check_entries, child_key, scope
-from jaxnn.layers._common import check_positive, check_rate, compute_dtype
+from jaxnn.layers._common import check_positive, check_rate, compute_dtype, dict_input
 
 __all__ = ["MultiHeadAttention"]
 
@@ -24,19 +24,15 @@ _PROJECTIONS = ("query", "key", "value", "out")
 def _split_input(x: Any) -> tuple[Any, Any, Any, Any]:
     """``x`` or ``{"query", "key_value", "mask", "kv_lengths"}`` -> the four parts."""
     if isinstance(x, dict):
-        extra = sorted(str(k) for k in x if k not in _INPUT_KEYS)
-        if extra or "query" not in x:
-            problem = f"unknown entries {extra}" if extra else "no 'query' entry"
-            raise LayerError(
-                _KIND,
-                f"a dict input takes the entries {list(_INPUT_KEYS)} ('query' required), "
-                f"got {problem}. Pass {{'query': q}} with q: (batch, q_len, features), and "
-                "optionally 'key_value': (batch, kv_len, kv_features), 'mask': (batch, "
-                "q_len, kv_len) bool and 'kv_lengths': (batch,) int.",
-            )
-        query = x["query"]
-        key_value = x.get("key_value")
-        return query, query if key_value is None else key_value, x.get("mask"), x.get("kv_lengths")
+        query, key_value, mask, kv_lengths = dict_input(
+            _KIND,
+            x,
+            _INPUT_KEYS,
+            "Pass {'query': q} with q: (batch, q_len, features), and optionally "
+            "'key_value': (batch, kv_len, kv_features), 'mask': (batch, q_len, kv_len) bool "
+            "and 'kv_lengths': (batch,) int.",
+        )
+        return query, query if key_value is None else key_value, mask, kv_lengths
     return x, x, None, None
 
 

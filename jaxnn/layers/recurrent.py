@@ -55,7 +55,7 @@ from jaxnn import activations
 from jaxnn import initializers as inits
 from jaxnn._types import Array, DTypeLike, Params, PRNGKey, Spec, State
 from jaxnn.core import Layer, LayerError, check_entries, child_key, scope
-from jaxnn.layers._common import along_last, check_positive, compute_dtype
+from jaxnn.layers._common import along_last, check_positive, compute_dtype, dict_input
 
 __all__ = [
     "Bidirectional",
@@ -398,16 +398,13 @@ class _RNNConfig(NamedTuple):
 def _split_input(kind: str, x: Any) -> tuple[Any, Any, Any]:
     """``x`` or ``{"inputs", "lengths", "initial_carry"}`` -> the three parts."""
     if isinstance(x, dict):
-        extra = sorted(str(k) for k in x if k not in _INPUT_KEYS)
-        if extra or "inputs" not in x:
-            problem = f"unknown entries {extra}" if extra else "no 'inputs' entry"
-            raise LayerError(
-                kind,
-                f"a dict input takes the entries {list(_INPUT_KEYS)} ('inputs' required), "
-                f"got {problem}. Pass {{'inputs': x}} with x: (batch, time, features), "
-                "and optionally 'lengths': (batch,) and 'initial_carry'.",
-            )
-        return x["inputs"], x.get("lengths"), x.get("initial_carry")
+        return dict_input(
+            kind,
+            x,
+            _INPUT_KEYS,
+            "Pass {'inputs': x} with x: (batch, time, features), and optionally "
+            "'lengths': (batch,) and 'initial_carry'.",
+        )
     return x, None, None
 
 
