@@ -61,6 +61,20 @@ class LayerError(ValueError):
 def scope(name: str) -> Iterator[None]:
     """Prepends ``name`` to the path of any :class:`LayerError` raised inside.
 
+    Combinators wrap each call into a child in ``with scope(child_name):``, so that an
+    error deep inside a model names the full path of the layer that raised it.
+
+    Args:
+        name: the path component to prepend, such as a child's name (``"encoder"``).
+
+    Yields:
+        ``None``; the body of the ``with`` block runs at this point.
+
+    Raises:
+        LayerError: the error raised inside the block, re-raised after ``name`` is
+            inserted at the front of its ``path`` (the same exception object,
+            changed in place). Other exceptions pass through unchanged.
+
     Example:
         >>> try:
         ...     with scope("encoder"):
@@ -143,9 +157,22 @@ _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 def snake_case(kind: str) -> str:
     """Turns a layer kind into its default name.
 
+    An underscore goes between a lower-case letter and the capital after it, and
+    before the last capital of a run of capitals that a lower-case letter follows
+    (``LSTMCell`` gives ``lstm_cell``); then everything is lower-cased. Digits never
+    start a new word (``Conv2D`` gives ``conv2d``).
+
+    Args:
+        kind: a layer kind in CamelCase, such as ``"BatchNorm"``.
+
+    Returns:
+        The kind in snake_case.
+
     Example:
         >>> [snake_case(k) for k in ["Dense", "BatchNorm", "MultiHeadAttention", "Conv2D"]]
         ['dense', 'batch_norm', 'multi_head_attention', 'conv2d']
+        >>> snake_case("LSTMCell")
+        'lstm_cell'
     """
     return _CAMEL.sub("_", kind).lower()
 
@@ -229,10 +256,26 @@ def child_key(key: PRNGKey | None, name: str) -> PRNGKey | None:
 def spec_of(x: Any) -> Spec:
     """The ``jax.ShapeDtypeStruct`` pytree describing ``x`` (arrays, specs, NumPy data).
 
+    Only shapes and dtypes are kept (not shardings), and no data is copied.
+
+    Args:
+        x: a pytree whose leaves are JAX or NumPy arrays, ``jax.ShapeDtypeStruct``, or
+            anything ``np.asarray`` accepts, such as Python numbers. A Python list is
+            a pytree node, not an array: each of its elements gets its own spec.
+
+    Returns:
+        The same structure with every leaf replaced by its
+        ``jax.ShapeDtypeStruct(shape, dtype)``; specs are returned as they are and
+        ``None`` stays ``None``. A leaf read with ``np.asarray`` keeps NumPy's dtype,
+        so a Python float becomes float64.
+
     Example:
         >>> import numpy as np
         >>> spec_of(np.zeros((2, 3), np.float32))
         ShapeDtypeStruct(shape=(2, 3), dtype=float32)
+        >>> specs = spec_of({"ids": np.zeros((4, 2), np.int8), "scale": 1.0})
+        >>> specs["ids"], specs["scale"].dtype
+        (ShapeDtypeStruct(shape=(4, 2), dtype=int8), dtype('float64'))
     """
 
     def one(leaf: Any) -> jax.ShapeDtypeStruct:
@@ -247,6 +290,25 @@ def spec_of(x: Any) -> Spec:
 
 def output_spec(layer: Layer, params: Params, state: State, x: Spec) -> Spec:
     """The output spec of ``layer.apply`` on ``x``, found with ``jax.eval_shape``.
+
+    The layer runs in inference mode (``training=False``, no key). Nothing is
+    computed and no memory is allocated: only shapes and dtypes are traced.
+
+    Args:
+        layer: the layer to trace.
+        params: the layer's params, as arrays or specs.
+        state: the layer's state, as arrays or specs.
+        x: an input with its batch axis: an array, a ``jax.ShapeDtypeStruct`` or a
+            pytree of them.
+
+    Returns:
+        The ``jax.ShapeDtypeStruct`` of the output, ``(batch, ...)`` (a pytree of them
+        for a layer with several outputs).
+
+    Raises:
+        LayerError: if the layer rejects the input, e.g. an input with a different
+            number of features from the one it was initialised for. Any other error
+            that ``layer.apply`` raises while tracing also propagates.
 
     Example:
         >>> import jax

@@ -164,9 +164,10 @@ def load_exported(path: str | os.PathLike) -> Callable[..., Any]:
     """Loads a program written by :func:`save_exported` as a function ``f(x) -> y``.
 
     Only ``jax`` is needed: the function runs the stored StableHLO, not jaxnn's
-    Python code. It can be called eagerly, jitted or vmapped;
-    ``f.exported`` is the underlying ``jax.export.Exported`` (input specs,
-    platforms).
+    Python code. It can be called eagerly or under ``jax.jit``, but not under
+    ``jax.vmap`` (JAX has no batching rule for exported programs; with a symbolic
+    batch axis, pass the whole batch instead). ``f.exported`` is the underlying
+    ``jax.export.Exported`` (input specs, platforms).
 
     Args:
         path: a file written by :func:`save_exported`.
@@ -177,6 +178,22 @@ def load_exported(path: str | os.PathLike) -> Callable[..., Any]:
     Raises:
         ValueError: if the file is not a serialised ``jax.export`` program.
         OSError: if the file cannot be read.
+
+    Example:
+        >>> import os, tempfile, jax, jax.numpy as jnp, jaxnn as nn
+        >>> model = nn.Dense(2)
+        >>> params, _ = model.init(jax.random.key(0), jnp.zeros((1, 3)))
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = os.path.join(tmp, "dense.jaxexport")
+        ...     save_exported(export_model(model, params, jnp.zeros((1, 3))), path)
+        ...     f = load_exported(path)
+        >>> f.exported.in_avals[0].shape  # the batch axis is symbolic
+        (batch, 3)
+        >>> x = jnp.ones((4, 3))
+        >>> bool(jnp.allclose(f(x), model.apply(params, {}, x)[0]))
+        True
+        >>> jax.jit(f)(x).shape
+        (4, 2)
     """
     with open(path, "rb") as f:
         data = f.read()

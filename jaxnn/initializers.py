@@ -130,10 +130,20 @@ def ones() -> Initializer:
 def constant(value: float) -> Initializer:
     """Every entry equal to ``value``.
 
+    Args:
+        value: the fill value, a scalar, cast to the dtype asked for.
+
+    Returns:
+        An initializer ``init(key, shape, dtype)`` that ignores ``key`` and returns
+        ``jnp.full(shape, value, dtype)``; ``dtype`` defaults to JAX's default float
+        type (float32 unless 64-bit mode is on).
+
     Example:
         >>> import jax
         >>> constant(0.5)(jax.random.key(0), (2,), "float32").tolist()
         [0.5, 0.5]
+        >>> constant(3)(jax.random.key(0), (2,), "int32").tolist()
+        [3, 3]
     """
     return jax.nn.initializers.constant(value)
 
@@ -141,10 +151,20 @@ def constant(value: float) -> Initializer:
 def normal(stddev: float = 0.05, mean: float = 0.0) -> Initializer:
     """Normal draws with the given ``mean`` and ``stddev`` (Keras's defaults).
 
+    Args:
+        stddev: the standard deviation of the draws.
+        mean: the mean of the draws.
+
+    Returns:
+        An initializer ``init(key, shape, dtype=float32)`` returning draws from
+        ``N(mean, stddev**2)`` of that shape; ``dtype`` must be a floating type.
+
     Example:
         >>> import jax
         >>> normal(1.0)(jax.random.key(0), (3,), "float32").shape
         (3,)
+        >>> round(float(normal(0.1, mean=1.0)(jax.random.key(0), (10000,)).mean()), 2)
+        1.0
     """
     base = jax.nn.initializers.normal(stddev)
 
@@ -155,12 +175,27 @@ def normal(stddev: float = 0.05, mean: float = 0.0) -> Initializer:
 
 
 def truncated_normal(stddev: float = 0.05, mean: float = 0.0) -> Initializer:
-    """Normal draws cut at two standard deviations, rescaled to keep ``stddev``.
+    """Normal draws cut at two standard deviations either side of ``mean``.
+
+    ``stddev`` is the scale of the normal before the cut, as in
+    ``jax.nn.initializers.truncated_normal``; it is not corrected for the cut, so the
+    draws' own standard deviation is about ``0.88 * stddev``.
+
+    Args:
+        stddev: the standard deviation of the normal before truncation; every draw
+            lies within ``2 * stddev`` of ``mean``.
+        mean: the centre of the draws.
+
+    Returns:
+        An initializer ``init(key, shape, dtype=float32)`` returning truncated draws of
+        that shape; ``dtype`` must be a floating type.
 
     Example:
         >>> import jax
         >>> x = truncated_normal(1.0)(jax.random.key(0), (1000,), "float32")
         >>> bool((abs(x) <= 2.0 * 1.14).all())
+        True
+        >>> bool((abs(x) <= 2.0).all())
         True
     """
     base = jax.nn.initializers.truncated_normal(stddev)
@@ -173,6 +208,13 @@ def truncated_normal(stddev: float = 0.05, mean: float = 0.0) -> Initializer:
 
 def uniform(scale: float = 0.05) -> Initializer:
     """Uniform draws in ``[-scale, scale)``.
+
+    Args:
+        scale: the half-width of the interval, centred on 0.
+
+    Returns:
+        An initializer ``init(key, shape, dtype=float32)`` returning uniform draws of
+        that shape; ``dtype`` must be a floating type.
 
     Example:
         >>> import jax
@@ -189,10 +231,25 @@ def uniform(scale: float = 0.05) -> Initializer:
 def orthogonal(gain: float = 1.0) -> Initializer:
     """A (semi-)orthogonal matrix over the last axis, times ``gain``.
 
+    The array is drawn as a matrix of ``prod(shape[:-1])`` rows and ``shape[-1]``
+    columns, with orthonormal columns when there are at least as many rows as
+    columns and orthonormal rows otherwise, then multiplied by ``gain`` and reshaped
+    to ``shape``.
+
+    Args:
+        gain: the factor applied to the orthogonal matrix, e.g. ``sqrt(2)`` for ReLU.
+
+    Returns:
+        An initializer ``init(key, shape, dtype)``; it raises ``ValueError`` for a
+        shape with fewer than two axes.
+
     Example:
         >>> import jax, jax.numpy as jnp
         >>> w = orthogonal()(jax.random.key(0), (4, 4), "float32")
         >>> bool(jnp.allclose(w.T @ w, jnp.eye(4), atol=1e-5))
+        True
+        >>> w = orthogonal(2.0)(jax.random.key(0), (3, 5), "float32")
+        >>> bool(jnp.allclose(w @ w.T, 4.0 * jnp.eye(3), atol=1e-5))
         True
     """
     return jax.nn.initializers.orthogonal(gain)

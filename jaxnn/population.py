@@ -52,7 +52,24 @@ STRATEGIES = ("vmap", "map", "chunked")
 
 
 def num_members(states: TrainState) -> int:
-    """The number of members in a stacked state (the length of its leading axis)."""
+    """The number of members in a stacked state (the length of its leading axis).
+
+    Args:
+        states: a stacked :class:`~jaxnn.TrainState`, as from :func:`init` or :func:`fit`.
+
+    Returns:
+        The number of members, read from ``states.step``, which has shape ``(members,)``.
+
+    Raises:
+        ValueError: if ``states.step`` is not one-dimensional, e.g. for the single
+            member's state that :func:`select` returns with ``k=None``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxnn as nn
+        >>> trainer = nn.Trainer(nn.Dense(1), "mse", "sgd")
+        >>> num_members(init(trainer, jax.random.key(0), jnp.zeros((1, 3)), 4))
+        4
+    """
     shape = np.shape(states.step)
     if len(shape) != 1:
         raise ValueError(
@@ -184,10 +201,27 @@ def set_hyperparams(states: TrainState, **values: Any) -> TrainState:
 def bootstrap(key: PRNGKey, members: int, examples: int) -> jax.Array:
     """Bootstrap resamples for bagging: ``(members, examples)`` indices, with replacement.
 
+    Each row is one member's resample: ``examples`` indices drawn independently and
+    uniformly from ``[0, examples)``, so some examples repeat and others are left out.
+    Pass the rows to :func:`take_members` to build the per-member data sets.
+
+    Args:
+        key: the key for all the draws.
+        members: the number of resamples (rows).
+        examples: the number of examples in the data set, and the length of each
+            resample.
+
+    Returns:
+        Integer indices of shape ``(members, examples)`` (``int32`` unless 64-bit mode
+        is on).
+
     Example:
         >>> import jax
         >>> bootstrap(jax.random.key(0), 4, 10).shape
         (4, 10)
+        >>> idx = bootstrap(jax.random.key(0), 4, 10)
+        >>> bool(((idx >= 0) & (idx < 10)).all())
+        True
     """
     return jax.random.randint(key, (members, examples), 0, examples)
 
@@ -232,15 +266,50 @@ def kfold(
 
 
 def take_members(tree: Any, idx: jax.Array) -> Any:
-    """Per-member data sets: ``a[idx]`` for every array, ``(examples, ...)`` to
-    ``(members, length, ...)``, for ``fit(..., member_data=True)``.
+    """Per-member data sets: ``a[idx]`` for every array in ``tree``.
+
+    The result has the layout that ``fit(..., member_data=True)`` and
+    ``evaluate(..., member_data=True)`` expect. Concrete indices are checked: each
+    must lie in ``[0, examples)`` (a JAX gather would silently clamp one past the
+    end, and count a negative one from the end).
+
+    Args:
+        tree: an array, or a pytree of arrays such as ``(x, y)``, each
+            ``(examples, ...)``; anything ``jnp.asarray`` accepts.
+        idx: integer indices ``(members, length)``, e.g. from :func:`bootstrap` or the
+            index arrays of :func:`kfold`.
+
+    Returns:
+        The same tree with every array gathered to ``(members, length, ...)``.
+
+    Raises:
+        ValueError: if ``idx`` is not integer or, when concrete, holds an index
+            outside ``[0, examples)`` for some array.
 
     Example:
         >>> import jax.numpy as jnp
         >>> take_members(jnp.arange(5.0), jnp.array([[0, 1], [4, 4]])).tolist()
         [[0.0, 1.0], [4.0, 4.0]]
     """
-    return jax.tree.map(lambda a: jnp.asarray(a)[idx], tree)
+    if not jnp.issubdtype(jnp.result_type(idx), jnp.integer):
+        raise ValueError(
+            f"take_members: idx must hold integer indices, got dtype {jnp.result_type(idx)}; "
+            "use the indices from bootstrap or kfold."
+        )
+    concrete = not isinstance(idx, jax.core.Tracer)
+    low, high = (int(np.min(idx)), int(np.max(idx))) if concrete and np.size(idx) else (0, 0)
+
+    def take(a: Any) -> jax.Array:
+        a = jnp.asarray(a)
+        if concrete and (low < 0 or high >= a.shape[0]):
+            raise ValueError(
+                f"take_members: indices must lie in [0, {a.shape[0]}) for data of "
+                f"{a.shape[0]} examples, got indices from {low} to {high}; draw them "
+                f"for {a.shape[0]} examples (bootstrap(key, members, {a.shape[0]}))."
+            )
+        return a[idx]
+
+    return jax.tree.map(take, tree)
 
 
 # ------------------------------------------------------------------------ strategies
@@ -489,6 +558,10 @@ def fit(
         verbose: 0 silent; 1 a progress bar and 2 a line per epoch, each showing the
             population's best, median and worst loss and metrics.
 
+    A member whose loss turns NaN or Inf (a learning rate too high, in a sweep) is not
+    stopped: its params and logs go non-finite while the others train on, and
+    :func:`select` ranks it last.
+
     Returns:
         ``(states, history)``; every history entry has shape ``(members, epochs)``,
         and with early stopping ``history["stopped_epoch"]`` gives, per member, the
@@ -635,11 +708,44 @@ def evaluate(
     y: Any,
     *,
     batch_size: int = 32,
+    sample_weight: Any = None,
     member_data: bool = False,
     strategy: str = "vmap",
     chunk_size: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Every member's loss and metrics on ``(x, y)``, each as an array ``(members,)``.
+
+    Each member is evaluated in inference mode and in batches, as
+    :meth:`Trainer.evaluate` evaluates a single network. The loss is weighted by
+    ``sample_weight``; metrics are unweighted, but examples of weight 0 count in
+    neither, so the validation weights of :func:`kfold` leave its padding out.
+
+    Args:
+        trainer: the :class:`~jaxnn.Trainer` the members share.
+        states: a stacked state, as from :func:`init` or :func:`fit`.
+        x: inputs: ``(examples, ...)`` shared by all members, or
+            ``(members, examples, ...)`` with ``member_data=True``; a dict of such
+            arrays for a model with several inputs.
+        y: targets, laid out as ``x``.
+        batch_size: examples per forward pass, capped at the number of examples; the
+            result does not depend on it.
+        sample_weight: per-example weights, ``(examples,)``, or ``(members,
+            examples)`` with ``member_data=True``; all 1 by default.
+        member_data: whether ``x`` and ``y`` have a leading member axis, so that each
+            member is evaluated on its own data (e.g. its k-fold validation fold).
+        strategy: ``"vmap"``, ``"map"`` or ``"chunked"`` (see the module docs).
+        chunk_size: members per chunk, with ``strategy="chunked"``; ignored otherwise.
+
+    Returns:
+        A dict from ``"loss"`` and each metric name to a NumPy array ``(members,)``.
+
+    Raises:
+        ValueError: if ``states`` is not stacked; for an unknown ``strategy``; for
+            ``strategy="chunked"`` without a positive int ``chunk_size``; for a
+            ``batch_size`` that is not a positive int; or for bad data, as
+            :func:`fit` (no examples, NaN or Inf values, ``x`` and ``y`` of different
+            lengths, or with ``member_data=True`` a leading axis that is not
+            ``members``).
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxnn as nn
@@ -647,13 +753,19 @@ def evaluate(
         >>> states = init(trainer, jax.random.key(0), jnp.zeros((1, 3)), 4)
         >>> evaluate(trainer, states, jnp.ones((10, 3)), jnp.ones((10, 1)))["loss"].shape
         (4,)
+        >>> idx = bootstrap(jax.random.key(1), 4, 10)
+        >>> x_m, y_m = take_members((jnp.ones((10, 3)), jnp.ones((10, 1))), idx)
+        >>> evaluate(trainer, states, x_m, y_m, member_data=True)["loss"].shape
+        (4,)
     """
     n = num_members(states)
     chunk_size = _check_strategy(strategy, chunk_size, n)
     if member_data:
-        x, y, _, examples = _prepare_members("population.evaluate", x, y, None, n)
+        x, y, w, examples = _prepare_members("population.evaluate", x, y, sample_weight, n)
+        w = jnp.ones((n, examples), jnp.float32) if w is None else w
     else:
-        x, y, _, examples = _prepare("population.evaluate", x, y)
+        x, y, w, examples = _prepare("population.evaluate", x, y, sample_weight)
+        w = jnp.ones((examples,), jnp.float32) if w is None else jnp.asarray(w, jnp.float32)
     from jaxnn.train import _check_batch_size
 
     bs = min(_check_batch_size("population.evaluate", batch_size), examples)
@@ -662,6 +774,7 @@ def evaluate(
         (states.params, states.model_state),
         x,
         y,
+        w,
         batch_size=bs,
         member_data=member_data,
         strategy=strategy,
@@ -676,6 +789,7 @@ def _evaluate_members(
     variables: tuple,
     x: Any,
     y: Any,
+    w: jax.Array,
     *,
     batch_size: int,
     member_data: bool,
@@ -683,16 +797,13 @@ def _evaluate_members(
     chunk_size: int | None,
     n: int,
 ) -> dict[str, jax.Array]:
-    examples = jax.tree.leaves(x)[0].shape[1 if member_data else 0]
-    w = jnp.ones((examples,), jnp.float32)
-
     def member(args: tuple) -> dict[str, jax.Array]:
         (params, model_state), d = args
-        xm, ym = d if member_data else (x, y)
-        return _finish(trainer._evaluate_sums(params, model_state, xm, ym, w, batch_size))
+        xm, ym, wm = d if member_data else (x, y, w)
+        return _finish(trainer._evaluate_sums(params, model_state, xm, ym, wm, batch_size))
 
     return _over_members(member, strategy, chunk_size, n)(
-        (variables, (x, y) if member_data else None)
+        (variables, (x, y, w) if member_data else None)
     )
 
 
@@ -712,6 +823,32 @@ def predict(
     chunk_size: int | None = None,
 ) -> jax.Array:
     """Every member's outputs on shared inputs: ``(members, examples, ...)``.
+
+    Each member runs in inference mode and in batches, as :meth:`Trainer.predict`
+    runs a single network. All members see the same inputs; there is no per-member
+    form.
+
+    Args:
+        trainer: the :class:`~jaxnn.Trainer` the members share.
+        states: a stacked state, as from :func:`init` or :func:`fit`.
+        x: inputs ``(examples, ...)`` shared by all members, or a dict of such arrays
+            for a model with several inputs.
+        batch_size: examples per forward pass, capped at the number of examples; the
+            result does not depend on it.
+        strategy: ``"vmap"``, ``"map"`` or ``"chunked"`` (see the module docs).
+        chunk_size: members per chunk, with ``strategy="chunked"``; ignored otherwise.
+
+    Returns:
+        The outputs stacked over members, a ``jax.Array`` of shape
+        ``(members, examples, ...)`` (a pytree of such arrays for a model with
+        several outputs).
+
+    Raises:
+        ValueError: if ``states`` is not stacked; for an unknown ``strategy``; for
+            ``strategy="chunked"`` without a positive int ``chunk_size``; for a
+            ``batch_size`` that is not a positive int; or for bad inputs, as
+            :meth:`Trainer.predict` (``None``, no examples, NaN or Inf values, or
+            arrays of different lengths).
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxnn as nn

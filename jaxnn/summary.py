@@ -16,10 +16,27 @@ __all__ = ["summary", "count_params"]
 def count_params(tree: Any) -> int:
     """The number of scalars in a params (or state) tree of arrays or specs.
 
+    Only shapes are read, so a tree of ``jax.ShapeDtypeStruct`` (from
+    ``jax.eval_shape``) counts the same as the arrays it describes, and dtypes play no
+    part.
+
+    Args:
+        tree: a pytree whose leaves all have a ``shape``: JAX or NumPy arrays, NumPy
+            scalars or ``jax.ShapeDtypeStruct``.
+
+    Returns:
+        The sum over the leaves of the product of each leaf's shape: 1 for a scalar
+        leaf, 0 for a tree without leaves.
+
+    Raises:
+        AttributeError: for a leaf without a ``shape``, such as a Python number.
+
     Example:
-        >>> import jax.numpy as jnp
+        >>> import jax, jax.numpy as jnp
         >>> count_params({"kernel": jnp.zeros((4, 32)), "bias": jnp.zeros(32)})
         160
+        >>> count_params({"kernel": jax.ShapeDtypeStruct((4, 32), "float32")}), count_params({})
+        (128, 0)
     """
     return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(tree))
 

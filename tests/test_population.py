@@ -573,3 +573,30 @@ def test_errors_name_the_problem_and_the_fix():
         fit(verbose=3)
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         pop.fit(trainer, states, x, y, batch_size=0)
+
+
+def test_take_members_rejects_indices_out_of_range():
+    x = jnp.arange(10.0)
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 10\).*from 0 to 10"):
+        pop.take_members(x, jnp.array([[0, 10]]))
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 10\).*from -1 to 3"):
+        pop.take_members((x, x), np.array([[-1, 3]]))
+    with pytest.raises(ValueError, match="idx must hold integer indices"):
+        pop.take_members(x, jnp.array([[0.0, 1.0]]))
+
+
+def test_evaluate_weights_leave_kfold_padding_out():
+    trainer = classifier()
+    x, y = toy_data(23)
+    k = 4
+    _, _, val_idx, val_w = pop.kfold(23, k, key=jax.random.key(5))
+    states = pop.init(trainer, jax.random.key(2), x, k)
+    xv, yv = pop.take_members((x, y), val_idx)
+    logs = pop.evaluate(trainer, states, xv, yv, sample_weight=val_w, member_data=True)
+    for i in range(k):
+        real = np.asarray(val_idx[i])[np.asarray(val_w[i]) > 0]
+        alone = trainer.evaluate(member(states, i), x[real], y[real])
+        np.testing.assert_allclose(logs["loss"][i], alone["loss"], rtol=1e-5)
+        np.testing.assert_allclose(logs["accuracy"][i], alone["accuracy"], rtol=1e-6)
+    shared = pop.evaluate(trainer, states, x, y, sample_weight=np.ones(23))
+    np.testing.assert_allclose(shared["loss"], pop.evaluate(trainer, states, x, y)["loss"])
