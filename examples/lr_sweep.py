@@ -78,7 +78,10 @@ def main(quick: bool) -> float:
         verbose=0 if quick else 2,
     )
     val_loss = history["val_loss"][:, -1]  # (members,)
-    # A diverged member has a NaN loss; it ranks last.
+    # A member that went non-finite stopped there (its logs read NaN); it ranks last.
+    diverged = rates[history["nonfinite_epoch"] >= 0]
+    if diverged.size:
+        print(f"{diverged.size} members diverged and stopped, from lr {diverged.min():.3g}")
     best = int(np.nanargmin(val_loss))
     best_state = population.select(states, val_loss)
     scores = trainer.evaluate(best_state, x_val, y_val)

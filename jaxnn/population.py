@@ -371,8 +371,26 @@ class _Stop(NamedTuple):
     best_state: Any
 
 
+class _Halt(NamedTuple):
+    """Per-member non-finite stop: the epoch it happened (-1 if never) and a counter."""
+
+    bad_epoch: jax.Array
+    epoch: jax.Array
+
+
+def _initial_halt(on_nonfinite: str, n: int) -> _Halt | None:
+    if on_nonfinite == "continue":
+        return None
+    return _Halt(bad_epoch=jnp.full((n,), -1, jnp.int32), epoch=jnp.zeros((n,), jnp.int32))
+
+
 def _select(flag: jax.Array, a: Any, b: Any) -> Any:
     return jax.tree.map(lambda x, y: jnp.where(flag, x, y), a, b)
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.ones((), bool)
 
 
 def _stop_config(stop: EarlyStopping | None) -> tuple | None:
@@ -412,10 +430,11 @@ def _member_epochs(
     shuffle: bool,
     config: tuple | None,
 ) -> tuple[tuple, dict[str, jax.Array]]:
-    """``epochs`` epochs of one member, with masked early stopping."""
+    """``epochs`` epochs of one member, with masked early stopping and, when ``halt``
+    is carried, a stop at the first epoch whose loss or params are not finite."""
 
     def one_epoch(carry: tuple, _: None) -> tuple[tuple, dict[str, jax.Array]]:
-        state, stop = carry
+        state, stop, halt = carry
         new_state, sums = trainer._epoch(state, data, batch_size, shuffle)
         logs = _finish(sums)
         if val is not None:
@@ -423,13 +442,23 @@ def _member_epochs(
                 new_state.params, new_state.model_state, *val, batch_size
             )
             logs.update({f"val_{k}": v for k, v in _finish(val_sums).items()})
+        keep = jnp.ones((), bool)  # whether this epoch's new state is kept
+        if halt is not None:
+            finite = jnp.isfinite(logs["loss"]) & _all_finite(new_state.params)
+            going_bad = ~finite & (halt.bad_epoch < 0)
+            keep = finite & (halt.bad_epoch < 0)
+            halt = _Halt(
+                bad_epoch=jnp.where(going_bad, halt.epoch, halt.bad_epoch), epoch=halt.epoch + 1
+            )
         if config is None:
-            return (new_state, stop), logs
+            state = _select(keep, new_state, state)
+            logs = {k: jnp.where(keep, v, jnp.nan) for k, v in logs.items()}
+            return (state, stop, halt), logs
         monitor, patience, min_delta, mode, restore = config
         value = logs[monitor]
         active = ~stop.stopped
         better = value < stop.best - min_delta if mode == "min" else value > stop.best + min_delta
-        improved = active & better
+        improved = active & better & keep
         wait = jnp.where(active, jnp.where(better, 0, stop.wait + 1), stop.wait)
         stopping = active & (wait > patience)
         stop = _Stop(
@@ -441,9 +470,9 @@ def _member_epochs(
             best_state=_select(improved, new_state, stop.best_state) if restore else None,
         )
         # A stopped member keeps its parameters: the update is masked out.
-        state = _select(active, new_state, state)
-        logs = {k: jnp.where(active, v, jnp.nan) for k, v in logs.items()}
-        return (state, stop), logs
+        state = _select(active & keep, new_state, state)
+        logs = {k: jnp.where(active & keep, v, jnp.nan) for k, v in logs.items()}
+        return (state, stop, halt), logs
 
     return jax.lax.scan(one_epoch, carry, None, length=epochs)
 
@@ -532,6 +561,7 @@ def fit(
     strategy: str = "vmap",
     chunk_size: int | None = None,
     verbose: int = 0,
+    on_nonfinite: str = "stop",
 ) -> tuple[TrainState, History]:
     """Trains every member of a population, as one compiled program.
 
@@ -557,15 +587,19 @@ def fit(
         chunk_size: members per chunk, with ``strategy="chunked"``.
         verbose: 0 silent; 1 a progress bar and 2 a line per epoch, each showing the
             population's best, median and worst loss and metrics.
-
-    A member whose loss turns NaN or Inf (a learning rate too high, in a sweep) is not
-    stopped: its params and logs go non-finite while the others train on, and
-    :func:`select` ranks it last.
+        on_nonfinite: ``"stop"`` (the default): a member whose epoch ends with a NaN
+            or Inf loss or parameter (a learning rate too high, in a sweep) goes back
+            to its state at the start of that epoch and trains no further, while the
+            others go on; ``history["nonfinite_epoch"]`` gives, per member, that
+            0-based epoch (-1 if none), and its logs read NaN from then on.
+            ``"continue"``: no check; such a member's params go non-finite.
 
     Returns:
-        ``(states, history)``; every history entry has shape ``(members, epochs)``,
-        and with early stopping ``history["stopped_epoch"]`` gives, per member, the
-        0-based epoch at which it stopped (-1 if it never did).
+        ``(states, history)``; every log has shape ``(members, epochs)``. With early
+        stopping ``history["stopped_epoch"]`` gives, per member, the 0-based epoch at
+        which it stopped (-1 if it never did); under ``on_nonfinite="stop"``,
+        ``history["nonfinite_epoch"]`` (``(members,)``) gives the epoch it went
+        non-finite (-1 if it never did).
 
     Raises:
         ValueError: for bad data or settings, as :meth:`Trainer.fit`.
@@ -584,6 +618,10 @@ def fit(
     where = "population.fit"
     n = num_members(states)
     chunk_size = _check_strategy(strategy, chunk_size, n)
+    if on_nonfinite not in ("stop", "continue"):
+        raise ValueError(
+            f"{where}: on_nonfinite must be 'stop' or 'continue', got {on_nonfinite!r}."
+        )
     config = _stop_config(early_stopping)
     if verbose not in (0, 1, 2):
         raise ValueError(f"{where}: verbose must be 0, 1 or 2, got {verbose!r}.")
@@ -633,7 +671,7 @@ def fit(
         )
 
     data = (x, y, weight)
-    carry = (states, _initial_stop(states, config, n))
+    carry = (states, _initial_stop(states, config, n), _initial_halt(on_nonfinite, n))
     run = lambda c, k: _run_jit(
         trainer,
         c,
@@ -659,10 +697,16 @@ def fit(
             for k, v in logs.items():
                 collected.setdefault(k, []).append(v)
             _report(verbose, epoch, epochs, logs)
-            if carry[1] is not None and bool(carry[1].stopped.all()):
+            stop, halt = carry[1], carry[2]
+            done = np.zeros(n, bool) if stop is None else np.asarray(stop.stopped)
+            if halt is not None:
+                done = done | (np.asarray(halt.bad_epoch) >= 0)
+            if done.all():
                 break  # every member has stopped
         history = {k: np.stack(v, axis=1) for k, v in collected.items()}
-    states, stop = carry
+    states, stop, halt = carry
+    if halt is not None:
+        history["nonfinite_epoch"] = np.asarray(halt.bad_epoch)
     if stop is not None:
         history["stopped_epoch"] = np.asarray(stop.stopped_epoch)
         if config[4]:

@@ -123,7 +123,8 @@ def test_member_equals_the_same_network_trained_alone(strategy, chunk_size):
         chunk_size=chunk_size,
     )
     assert history["loss"].shape == (MEMBERS, EPOCHS)
-    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy", "nonfinite_epoch"}
+    np.testing.assert_array_equal(history["nonfinite_epoch"], np.full(MEMBERS, -1))
     for i in range(MEMBERS):
         alone, alone_history = trainer.fit(
             member(states, i),
@@ -259,7 +260,7 @@ def test_shared_data_is_one_buffer_not_one_per_member():
             data = jax.tree.map(lambda a: jnp.broadcast_to(a, (n, *a.shape)), data)
         lowered = pop._run_jit.lower(
             trainer,
-            (states, None),
+            (states, None, pop._initial_halt("stop", n)),  # as fit runs it by default
             data,
             None,
             epochs=1,
@@ -310,6 +311,32 @@ def diverging_setup():
     )
     kwargs = dict(epochs=6, batch_size=64, shuffle=False, validation_data=(xv, yv))
     return trainer, states, x, y, kwargs
+
+
+def test_a_member_that_goes_non_finite_stops_at_its_last_finite_state():
+    """lr 40 multiplies the error by about 79 a step: Inf within ~20 epochs."""
+    trainer, states, x, y, kwargs = diverging_setup()
+    states = pop.set_hyperparams(states, learning_rate=jnp.array([0.1, 40.0, 0.05]))
+    kwargs["epochs"] = 40
+    trained, history = pop.fit(trainer, states, x, y, **kwargs)
+    bad = history["nonfinite_epoch"]
+    assert bad[0] == bad[2] == -1 and 0 < bad[1] < 40, bad
+    e = int(bad[1])
+    assert np.isfinite(history["loss"][1, :e]).all() and np.isnan(history["loss"][1, e:]).all()
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(trained.params))
+    # Member 1 holds exactly its state after its last finite epoch, trained alone...
+    alone, _ = trainer.fit(
+        member(states, 1), x, y, **{**kwargs, "epochs": e, "validation_data": None}, verbose=0
+    )
+    assert_trees_close(member(trained, 1), alone)
+    # ...and the others are untouched by it.
+    unchecked, unchecked_history = pop.fit(trainer, states, x, y, on_nonfinite="continue", **kwargs)
+    assert "nonfinite_epoch" not in unchecked_history
+    assert not np.isfinite(np.asarray(unchecked.params["kernel"][1])).all()
+    for i in (0, 2):
+        assert_trees_close(member(trained, i), member(unchecked, i))
+    with pytest.raises(ValueError, match="on_nonfinite must be 'stop' or 'continue'"):
+        pop.fit(trainer, states, x, y, on_nonfinite="raise", **kwargs)
 
 
 @pytest.mark.parametrize("restore", [False, True], ids=["freeze", "restore-best"])
