@@ -291,6 +291,8 @@ def take_members(tree: Any, idx: jax.Array) -> Any:
         >>> take_members(jnp.arange(5.0), jnp.array([[0, 1], [4, 4]])).tolist()
         [[0.0, 1.0], [4.0, 4.0]]
     """
+    if not isinstance(idx, (jax.Array, np.ndarray)):
+        idx = np.asarray(idx)
     if not jnp.issubdtype(jnp.result_type(idx), jnp.integer):
         raise ValueError(
             f"take_members: idx must hold integer indices, got dtype {jnp.result_type(idx)}; "
@@ -456,9 +458,10 @@ def _member_epochs(
             return (state, stop, halt), logs
         monitor, patience, min_delta, mode, restore = config
         value = logs[monitor]
-        active = ~stop.stopped
+        # A member halted as non-finite is out of early stopping's bookkeeping too.
+        active = ~stop.stopped & keep
         better = value < stop.best - min_delta if mode == "min" else value > stop.best + min_delta
-        improved = active & better & keep
+        improved = active & better
         wait = jnp.where(active, jnp.where(better, 0, stop.wait + 1), stop.wait)
         stopping = active & (wait > patience)
         stop = _Stop(
@@ -470,8 +473,8 @@ def _member_epochs(
             best_state=_select(improved, new_state, stop.best_state) if restore else None,
         )
         # A stopped member keeps its parameters: the update is masked out.
-        state = _select(active & keep, new_state, state)
-        logs = {k: jnp.where(active & keep, v, jnp.nan) for k, v in logs.items()}
+        state = _select(active, new_state, state)
+        logs = {k: jnp.where(active, v, jnp.nan) for k, v in logs.items()}
         return (state, stop, halt), logs
 
     return jax.lax.scan(one_epoch, carry, None, length=epochs)
@@ -701,8 +704,12 @@ def fit(
             done = np.zeros(n, bool) if stop is None else np.asarray(stop.stopped)
             if halt is not None:
                 done = done | (np.asarray(halt.bad_epoch) >= 0)
-            if done.all():
-                break  # every member has stopped
+            if done.all() and epoch + 1 < epochs:
+                # Every member has stopped: the epochs left would only log NaN, as
+                # they do when all epochs run as one program, so write that instead.
+                for v in collected.values():
+                    v.extend([np.full_like(v[0], np.nan)] * (epochs - epoch - 1))
+                break
         history = {k: np.stack(v, axis=1) for k, v in collected.items()}
     states, stop, halt = carry
     if halt is not None:

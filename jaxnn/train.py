@@ -78,7 +78,8 @@ class History(dict):
     @property
     def epochs(self) -> int:
         """How many epochs were run."""
-        return len(next(iter(self.values()))) if self else 0
+        # A population's logs are (members, epochs): the epochs are the last axis.
+        return int(np.shape(next(iter(self.values())))[-1]) if self else 0
 
 
 class Callback:
@@ -1286,8 +1287,12 @@ def _finish(sums: dict[str, jax.Array]) -> dict[str, jax.Array]:
     sums = dict(sums)
     weight = sums.pop("_weight")
     count = sums.pop("_count")
-    tiny = jnp.finfo(jnp.float32).tiny
-    return {k: v / jnp.maximum(weight if k == "loss" else count, tiny) for k, v in sums.items()}
+    # Nothing counted (every step skipped, or every weight 0): NaN, not a perfect 0.
+    out = {}
+    for k, v in sums.items():
+        denominator = weight if k == "loss" else count
+        out[k] = jnp.where(denominator > 0, v / jnp.where(denominator > 0, denominator, 1), jnp.nan)
+    return out
 
 
 def _report(

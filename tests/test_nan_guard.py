@@ -235,3 +235,31 @@ def test_bad_data_at_the_door_of_evaluate_and_predict(key, call, match):
     state = trainer.init(key, x)
     with pytest.raises(ValueError, match=match):
         call(trainer, state, x, y)
+
+
+def test_an_epoch_with_every_step_skipped_logs_nan_not_zero(key):
+    """No applied step means no loss to report: NaN, never a 'perfect' 0.0 that
+    early stopping or keep_best would take as the best epoch."""
+    x, y = np.ones((8, 2), np.float32), np.ones((8, 1), np.float32)
+
+    def loss(p, t):  # non-finite wherever the prediction exceeds 1.5
+        return jnp.where(p[:, 0] > 1.5, jnp.inf, (p[:, 0] - t[:, 0]) ** 2)
+
+    trainer = nn.Trainer(nn.Dense(1), loss, "sgd", metrics=["mae"])
+    state = trainer.init(key, x)
+    state = state._replace(params=jax.tree.map(lambda a: a + 5.0, state.params))
+    for verbose in (0, 2):
+        trained, history = trainer.fit(
+            state, x, y, epochs=2, batch_size=8, verbose=verbose, on_nonfinite="skip"
+        )
+        assert np.isnan(history["loss"]).all() and np.isnan(history["mae"]).all()
+        np.testing.assert_array_equal(history["skipped_steps"], [1, 1])
+        assert_trees_equal(trained.params, state.params)
+
+
+def test_all_zero_weights_evaluate_to_nan(key):
+    x, y = regression(16)
+    trainer = nn.Trainer(nn.Dense(1), "mse", "sgd", metrics=["mae"])
+    state = trainer.init(key, x)
+    logs = trainer.evaluate(state, x, y, sample_weight=np.zeros(16))
+    assert np.isnan(logs["loss"]) and np.isnan(logs["mae"])

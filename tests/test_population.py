@@ -627,3 +627,19 @@ def test_evaluate_weights_leave_kfold_padding_out():
         np.testing.assert_allclose(logs["accuracy"][i], alone["accuracy"], rtol=1e-6)
     shared = pop.evaluate(trainer, states, x, y, sample_weight=np.ones(23))
     np.testing.assert_allclose(shared["loss"], pop.evaluate(trainer, states, x, y)["loss"])
+
+
+def test_verbose_and_silent_histories_agree_when_every_member_halts(capsys):
+    """The per-epoch loop stops early once every member has stopped, but the history
+    it returns has every epoch, as the one-program path's does."""
+    trainer, states, x, y, kwargs = diverging_setup()
+    states = pop.set_hyperparams(states, learning_rate=jnp.array([40.0, 50.0, 60.0]))
+    kwargs.update(epochs=40, early_stopping=nn.EarlyStopping("val_loss", patience=20))
+    silent = pop.fit(trainer, states, x, y, **kwargs)[1]
+    loud = pop.fit(trainer, states, x, y, verbose=2, **kwargs)[1]
+    assert (silent["nonfinite_epoch"] >= 0).all()
+    assert set(silent) == set(loud) and loud.epochs == silent.epochs == 40
+    for k in silent:
+        np.testing.assert_allclose(loud[k], silent[k], rtol=1e-6, err_msg=k)
+    # A halted member is out of early stopping: it is not also reported as stopped.
+    np.testing.assert_array_equal(silent["stopped_epoch"], [-1, -1, -1])
