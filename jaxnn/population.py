@@ -446,7 +446,9 @@ def _member_epochs(
             logs.update({f"val_{k}": v for k, v in _finish(val_sums).items()})
         keep = jnp.ones((), bool)  # whether this epoch's new state is kept
         if halt is not None:
-            finite = jnp.isfinite(logs["loss"]) & _all_finite(new_state.params)
+            finite = jnp.isfinite(logs["loss"]) & _all_finite(
+                (new_state.params, new_state.model_state)
+            )
             going_bad = ~finite & (halt.bad_epoch < 0)
             keep = finite & (halt.bad_epoch < 0)
             halt = _Halt(
@@ -591,10 +593,10 @@ def fit(
         verbose: 0 silent; 1 a progress bar and 2 a line per epoch, each showing the
             population's best, median and worst loss and metrics.
         on_nonfinite: ``"stop"`` (the default): a member whose epoch ends with a NaN
-            or Inf loss or parameter (a learning rate too high, in a sweep) goes back
-            to its state at the start of that epoch and trains no further, while the
-            others go on; ``history["nonfinite_epoch"]`` gives, per member, that
-            0-based epoch (-1 if none), and its logs read NaN from then on.
+            or Inf loss, parameter or model state (a learning rate too high, in a
+            sweep) goes back to its state at the start of that epoch and trains no
+            further, while the others go on; ``history["nonfinite_epoch"]`` gives, per
+            member, that 0-based epoch (-1 if none), and its logs read NaN from then on.
             ``"continue"``: no check; such a member's params go non-finite.
 
     Returns:
