@@ -29,7 +29,15 @@ from jax.flatten_util import ravel_pytree
 
 from jaxnn._types import Params, PRNGKey, State
 from jaxnn.core import spec_of
-from jaxnn.train import EarlyStopping, History, Trainer, TrainState, _finish, _prepare
+from jaxnn.train import (
+    EarlyStopping,
+    History,
+    Trainer,
+    TrainState,
+    _finish,
+    _finite_leaves,
+    _prepare,
+)
 
 __all__ = [
     "bootstrap",
@@ -390,11 +398,6 @@ def _select(flag: jax.Array, a: Any, b: Any) -> Any:
     return jax.tree.map(lambda x, y: jnp.where(flag, x, y), a, b)
 
 
-def _all_finite(tree: Any) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.ones((), bool)
-
-
 def _stop_config(stop: EarlyStopping | None) -> tuple | None:
     if stop is None:
         return None
@@ -446,9 +449,8 @@ def _member_epochs(
             logs.update({f"val_{k}": v for k, v in _finish(val_sums).items()})
         keep = jnp.ones((), bool)  # whether this epoch's new state is kept
         if halt is not None:
-            finite = jnp.isfinite(logs["loss"]) & _all_finite(
-                (new_state.params, new_state.model_state)
-            )
+            state_ok = _finite_leaves((new_state.params, new_state.model_state))
+            finite = jnp.isfinite(logs["loss"]) & jnp.all(state_ok)
             going_bad = ~finite & (halt.bad_epoch < 0)
             keep = finite & (halt.bad_epoch < 0)
             halt = _Halt(
