@@ -13,9 +13,12 @@ from jaxnn import (
     initializers,
     losses,
     metrics,
+    data,
     optimizers,
+    parallel,
     population,
 )
+from jaxnn._version import __version__
 from jaxnn.cache import enable_compilation_cache
 from jaxnn.checkpoint import CheckpointError
 from jaxnn.combinators import Parallel, Repeat, Residual, Sequential
@@ -28,6 +31,7 @@ from jaxnn.metrics import Metric
 from jaxnn.summary import count_params, summary
 from jaxnn.train import (
     Callback,
+    Checkpointing,
     EarlyStopping,
     History,
     LambdaCallback,
@@ -36,11 +40,10 @@ from jaxnn.train import (
     TrainState,
 )
 
-__version__ = "0.1.0"
-
 __all__ = [
     "Callback",
     "Cell",
+    "Checkpointing",
     "CheckpointError",
     "EarlyStopping",
     "History",
@@ -56,6 +59,8 @@ __all__ = [
     "export",
     "losses",
     "metrics",
+    "data",
+    "parallel",
     "population",
     "GRUCell",
     "LSTMCell",

@@ -9,7 +9,9 @@ of the wrong *type* where no value of that type could work is a ``TypeError``.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import numpy as np
@@ -17,6 +19,7 @@ import numpy as np
 T = TypeVar("T")
 
 __all__ = [
+    "bind_options",
     "check_choice",
     "check_options",
     "check_positive_int",
@@ -24,6 +27,12 @@ __all__ = [
     "lookup",
     "resolve_mode",
 ]
+
+
+def _did_you_mean(given: str, known: Iterable[str]) -> str:
+    """``" Did you mean 'a', 'b'?"`` for up to three close matches, else ``""``."""
+    close = difflib.get_close_matches(given, list(known), n=3)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 def lookup(kind: str, name: str, table: Mapping[str, T], alternative: str) -> T:
@@ -41,6 +50,7 @@ def lookup(kind: str, name: str, table: Mapping[str, T], alternative: str) -> T:
     Raises:
         ValueError: for an unknown name; the message lists the close matches and
             every known name.
+        TypeError: if ``name`` is not a string.
 
     Example:
         >>> lookup("loss", "MSE", {"mse": 1, "mae": 2}, "pass a function")
@@ -51,30 +61,112 @@ def lookup(kind: str, name: str, table: Mapping[str, T], alternative: str) -> T:
         ...     print(e)
         unknown loss 'msee'. Did you mean 'mse'? Known names: 'mae', 'mse'; or pass a function.
     """
+    if not isinstance(name, str):
+        raise TypeError(
+            f"a {kind} name must be a string, got {type(name).__name__}; or {alternative}."
+        )
     key = name.lower()
     if key in table:
         return table[key]
-    close = difflib.get_close_matches(key, list(table), n=3)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     known = ", ".join(repr(k) for k in sorted(table))
-    raise ValueError(f"unknown {kind} {name!r}.{hint} Known names: {known}; or {alternative}.")
+    raise ValueError(
+        f"unknown {kind} {name!r}.{_did_you_mean(key, table)} Known names: {known}; "
+        f"or {alternative}."
+    )
 
 
-def check_options(where: str, given: Iterable[str], known: Iterable[str]) -> None:
+def check_options(
+    where: str, given: Iterable[str], known: Iterable[str], *, what: str = "option"
+) -> None:
     """Raises a ``ValueError`` naming the first option in ``given`` not in ``known``.
 
+    Args:
+        where: who takes the options, for the message (``"loss 'huber'"``).
+        given: the option names passed (a dict of options works).
+        known: the option names accepted.
+        what: the word for an option (``"hyperparameter"`` for optimizers).
+
+    Raises:
+        ValueError: if an option is unknown; the message names it (the first in
+            sorted order), lists the known ones, and suggests close matches.
+
     Example:
+        >>> check_options("loss 'huber'", ["delta"], ["delta"])  # all known: silent
         >>> try:
         ...     check_options("loss 'huber'", ["delt"], ["delta"])
         ... except ValueError as e:
         ...     print(e)
-        loss 'huber' has no option 'delt'; its options are ['delta'].
+        loss 'huber' has no option 'delt'; its options are ['delta']. Did you mean 'delta'?
     """
-    known = list(known)
+    known = sorted(known)
     unknown = sorted(set(given) - set(known))
     if unknown:
-        takes = f"its options are {sorted(known)}" if known else "it takes no options"
-        raise ValueError(f"{where} has no option {unknown[0]!r}; {takes}.")
+        takes = f"its {what}s are {known}" if known else f"it takes no {what}s"
+        raise ValueError(
+            f"{where} has no {what} {unknown[0]!r}; {takes}.{_did_you_mean(unknown[0], known)}"
+        )
+
+
+def _option_names(fn: Callable, positional: int) -> list[str] | None:
+    """The names ``fn`` accepts by keyword after ``positional`` arguments; ``None``: any."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # A callable without a signature Python can read.
+        return None
+    names = []
+    for p in parameters:
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            return None
+        if p.kind is inspect.Parameter.VAR_POSITIONAL:
+            positional = 0
+        elif p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            if positional > 0:
+                positional -= 1
+            elif p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
+                names.append(p.name)
+        elif p.kind is inspect.Parameter.KEYWORD_ONLY:
+            names.append(p.name)
+    return names
+
+
+def bind_options(
+    where: str, fn: Callable[..., T], options: Mapping[str, Any], *, positional: int = 0
+) -> Callable[..., T]:
+    """``functools.partial(fn, **options)``, once :func:`check_options` has passed.
+
+    The options ``fn`` takes are the parameters it accepts by keyword after its first
+    ``positional`` arguments (for a loss, ``predictions`` and ``targets``). A ``fn``
+    with ``**kwargs``, or one whose signature cannot be read, accepts any option.
+
+    Args:
+        where: who takes the options, for the message (``"loss 'huber'"``).
+        fn: the function.
+        options: the values to bind by keyword.
+        positional: how many leading arguments are the call's own, not options.
+
+    Returns:
+        ``fn`` itself when ``options`` is empty, else the partial.
+
+    Raises:
+        ValueError: for an option ``fn`` does not take (see :func:`check_options`).
+
+    Example:
+        >>> def huber(predictions, targets, *, delta=1.0):
+        ...     return delta
+        >>> bind_options("loss 'huber'", huber, {"delta": 2.0}, positional=2)(0, 0)
+        2.0
+        >>> try:
+        ...     bind_options("loss 'huber'", huber, {"delt": 2.0}, positional=2)
+        ... except ValueError as e:
+        ...     print(e)
+        loss 'huber' has no option 'delt'; its options are ['delta']. Did you mean 'delta'?
+    """
+    if not options:
+        return fn
+    known = _option_names(fn, positional)
+    if known is not None:
+        check_options(where, options, known)
+    return functools.partial(fn, **options)
 
 
 def check_positive_int(where: str, what: str, value: Any, *, minimum: int = 1) -> int:
@@ -82,6 +174,19 @@ def check_positive_int(where: str, what: str, value: Any, *, minimum: int = 1) -
 
     ``bool`` is refused (``True`` is an ``int`` to Python, never a count to a user).
     With ``minimum=0`` it checks a non-negative count.
+
+    Args:
+        where: who checks, for the message (``"Trainer.fit"``).
+        what: the argument's name (``"batch_size"``).
+        value: the value given; a Python or NumPy integer.
+        minimum: the smallest value allowed.
+
+    Returns:
+        ``value`` as a Python ``int``.
+
+    Raises:
+        ValueError: if ``value`` is not an integer (a ``bool``, a float, a string)
+            or is below ``minimum``.
 
     Example:
         >>> check_positive_int("Trainer.fit", "batch_size", 32)
@@ -101,7 +206,23 @@ def check_positive_int(where: str, what: str, value: Any, *, minimum: int = 1) -
 def check_choice(where: str, what: str, value: Any, choices: Iterable[Any]) -> Any:
     """``value`` if it is one of ``choices``; else a ``ValueError`` listing them.
 
+    The match is exact (case-sensitive), and only strings match.
+
+    Args:
+        where: who checks, for the message (``"EarlyStopping"``).
+        what: the argument's name (``"mode"``).
+        value: the value given.
+        choices: the strings allowed, in the order the message lists them.
+
+    Returns:
+        ``value``.
+
+    Raises:
+        ValueError: if ``value`` is not one of ``choices``.
+
     Example:
+        >>> check_choice("EarlyStopping", "mode", "min", ("auto", "min", "max"))
+        'min'
         >>> try:
         ...     check_choice("EarlyStopping", "mode", "up", ("auto", "min", "max"))
         ... except ValueError as e:
@@ -121,11 +242,21 @@ _HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1")
 def higher_is_better(name: str) -> bool:
     """Whether a log named ``name`` improves upwards (accuracy-like), as Keras guesses.
 
+    The one copy of the guess: a name containing ``acc``, ``auc``, ``precision``,
+    ``recall`` or ``f1``, in any case (metrics keep the user's spelling, ``"ACC"``).
+
+    Args:
+        name: a log name such as ``"val_accuracy"`` or ``"loss"``.
+
+    Returns:
+        ``True`` for an accuracy-like name, ``False`` otherwise (losses, errors).
+
     Example:
-        >>> higher_is_better("val_accuracy"), higher_is_better("val_loss")
-        (True, False)
+        >>> higher_is_better("val_accuracy"), higher_is_better("val_ACC"), higher_is_better("loss")
+        (True, True, False)
     """
-    return any(word in name for word in _HIGHER_IS_BETTER)
+    lowered = name.lower()
+    return any(word in lowered for word in _HIGHER_IS_BETTER)
 
 
 def resolve_mode(where: str, mode: str, monitor: str) -> str:
@@ -134,9 +265,22 @@ def resolve_mode(where: str, mode: str, monitor: str) -> str:
     ``"auto"`` is ``"max"`` for accuracy-like names (:func:`higher_is_better`) and
     ``"min"`` otherwise.
 
+    Args:
+        where: who checks, for the message (``"EarlyStopping"``).
+        mode: ``"auto"``, ``"min"`` or ``"max"``.
+        monitor: the log watched, e.g. ``"val_loss"``.
+
+    Returns:
+        ``"min"`` or ``"max"``.
+
+    Raises:
+        ValueError: for any other ``mode``.
+
     Example:
         >>> resolve_mode("EarlyStopping", "auto", "val_accuracy")
         'max'
+        >>> resolve_mode("EarlyStopping", "auto", "val_loss")
+        'min'
     """
     check_choice(where, "mode", mode, ("auto", "min", "max"))
     if mode == "auto":

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+
+from jaxnn._checks import lookup
 
 
 def linear(x: jax.Array) -> jax.Array:
@@ -84,27 +85,25 @@ def get(activation: str | Callable[[jax.Array], jax.Array] | None) -> Callable:
         The function.
 
     Raises:
-        ValueError: for an unknown name; the message lists the close matches.
+        ValueError: for an unknown name (matched case-insensitively); the message
+            suggests close matches and lists every known name.
+        TypeError: for anything else (not a name, a callable or ``None``).
 
     Example:
         >>> import jax.numpy as jnp
         >>> get("relu")(jnp.array([-1.0, 2.0])).tolist()
         [0.0, 2.0]
+        >>> get("rleu")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown activation 'rleu'. Did you mean 'relu', ...
     """
     if activation is None:
         return linear
     if callable(activation):
         return activation
     if isinstance(activation, str):
-        fn = ACTIVATIONS.get(activation.lower())
-        if fn is not None:
-            return fn
-        close = difflib.get_close_matches(activation.lower(), ACTIVATIONS, n=3)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(
-            f"unknown activation {activation!r}.{hint} Known names: "
-            f"{', '.join(sorted(ACTIVATIONS))}; or pass a function such as jax.nn.relu."
-        )
+        return lookup("activation", activation, ACTIVATIONS, "pass a function such as jax.nn.relu")
     raise TypeError(
         f"activation must be a name, a function or None, got {type(activation).__name__}."
     )

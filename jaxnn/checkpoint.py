@@ -49,6 +49,8 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 
+from jaxnn._version import __version__
+
 __all__ = ["CheckpointError", "read_metadata", "restore", "save"]
 
 PathLike = str | os.PathLike
@@ -358,8 +360,6 @@ def save(path: PathLike, tree: Any, metadata: Mapping[str, Any] | None = None) -
         offset += array.nbytes
         structure.append(entry)
         arrays.append(array)
-
-    from jaxnn import __version__  # Imported here: jaxnn/__init__ imports this module.
 
     meta = {
         "format": FORMAT,

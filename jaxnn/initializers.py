@@ -7,13 +7,13 @@ follow XLA's layouts: ``(in, out)`` for dense kernels and ``(..spatial.., in, ou
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from jaxnn._checks import lookup
 from jaxnn._types import DTypeLike, PRNGKey
 
 __all__ = [
@@ -288,7 +288,9 @@ def get(init: str | Initializer | Any) -> Initializer:
         The initializer function.
 
     Raises:
-        ValueError: for an unknown name; the message lists the close matches.
+        ValueError: for an unknown name (matched case-insensitively); the message
+            suggests close matches and lists every known name.
+        TypeError: for anything that is neither a name nor a callable.
 
     Example:
         >>> import jax
@@ -298,13 +300,5 @@ def get(init: str | Initializer | Any) -> Initializer:
     if callable(init):
         return init
     if isinstance(init, str):
-        factory = _BY_NAME.get(init.lower())
-        if factory is not None:
-            return factory()
-        close = difflib.get_close_matches(init.lower(), _BY_NAME, n=3)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(
-            f"unknown initializer {init!r}.{hint} Known names: {', '.join(sorted(_BY_NAME))}; "
-            "or pass a function init(key, shape, dtype)."
-        )
+        return lookup("initializer", init, _BY_NAME, "pass a function init(key, shape, dtype)")()
     raise TypeError(f"an initializer must be a name or a function, got {type(init).__name__}.")

@@ -22,14 +22,18 @@ Shapes are checked at trace time and targets are never broadcast silently: label
 axis, as in Keras; any other difference raises a ``ValueError`` naming both shapes.
 Targets of any integer or float dtype are cast; the result is computed in at least
 float32, so bfloat16 predictions give accurate logarithms and sums.
+
+The building blocks of these rules are public, for :mod:`jaxnn.metrics` and for custom
+losses: :func:`check_batch`, :func:`align` and :func:`sparse_targets` check and shape
+targets; :func:`compute_dtype`, :func:`per_example_mean` and :func:`weighted_mean`
+compute and reduce; :func:`per_example_fn` and :func:`function_name` turn a user's
+function into a named per-example one.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
-import inspect
 import math
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -39,18 +43,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn._checks import bind_options, lookup
 from jaxnn._types import ArrayLike
 
 __all__ = [
     "EPSILON",
     "Loss",
+    "PerExampleFn",
+    "align",
     "binary_crossentropy",
     "categorical_crossentropy",
+    "check_batch",
+    "compute_dtype",
+    "function_name",
     "get",
     "huber",
     "mean_absolute_error",
     "mean_squared_error",
+    "per_example_fn",
+    "per_example_mean",
     "sparse_categorical_crossentropy",
+    "sparse_targets",
+    "weighted_mean",
 ]
 
 EPSILON = 1e-7
@@ -70,6 +84,13 @@ def _as_array(x: ArrayLike) -> jax.Array:
 def compute_dtype(x: jax.Array) -> jnp.dtype:
     """The dtype a loss or metric is computed in: ``x``'s float dtype, at least float32.
 
+    Args:
+        x: the predictions (anything with a ``dtype``).
+
+    Returns:
+        ``x.dtype`` for float32 and wider floats; float32 for narrower floats
+        (bfloat16, float16), integers and booleans.
+
     Example:
         >>> import jax.numpy as jnp
         >>> compute_dtype(jnp.zeros(2, jnp.bfloat16)), compute_dtype(jnp.zeros(2, jnp.int32))
@@ -81,7 +102,27 @@ def compute_dtype(x: jax.Array) -> jnp.dtype:
     return dtype
 
 
-def _check_batch(name: str, predictions: jax.Array, targets: jax.Array) -> None:
+def check_batch(name: str, predictions: ArrayLike, targets: ArrayLike) -> None:
+    """Checks that predictions and targets have a leading batch axis of the same size.
+
+    Args:
+        name: the loss or metric, for the message.
+        predictions: ``(batch, ...)``.
+        targets: ``(batch, ...)``.
+
+    Raises:
+        ValueError: if either is a scalar, or the batch sizes differ.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> check_batch("mse", jnp.zeros((4, 1)), jnp.zeros(4))  # fine: silent
+        >>> check_batch("mse", jnp.zeros((4, 1)), jnp.zeros(3))
+        Traceback (most recent call last):
+        ...
+        ValueError: mse: predictions have 4 examples but targets have 3 (shapes (4, 1) and \
+(3,)); pass one target per example.
+    """
+    predictions, targets = _as_array(predictions), _as_array(targets)
     if predictions.ndim == 0 or targets.ndim == 0:
         raise ValueError(
             f"{name}: predictions and targets need a leading batch axis, got shapes "
@@ -120,7 +161,7 @@ def align(name: str, predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
         (100, 1)
     """
     predictions, targets = _as_array(predictions), _as_array(targets)
-    _check_batch(name, predictions, targets)
+    check_batch(name, predictions, targets)
     p, t = tuple(predictions.shape), tuple(targets.shape)
     if t == p:
         return targets
@@ -172,7 +213,7 @@ def sparse_targets(name: str, predictions: ArrayLike, targets: ArrayLike) -> jax
         [0, 1, 2, 1]
     """
     predictions, targets = _as_array(predictions), _as_array(targets)
-    _check_batch(name, predictions, targets)
+    check_batch(name, predictions, targets)
     p, t = tuple(predictions.shape), tuple(targets.shape)
     if len(p) < 2:
         raise ValueError(
@@ -219,8 +260,22 @@ def sparse_targets(name: str, predictions: ArrayLike, targets: ArrayLike) -> jax
     return jnp.where(valid, labels, classes)
 
 
-def _per_example_mean(values: jax.Array) -> jax.Array:
-    """``(batch, ...) -> (batch,)``: the mean over all non-batch axes."""
+def per_example_mean(values: ArrayLike) -> jax.Array:
+    """``(batch, ...) -> (batch,)``: the mean over all non-batch axes.
+
+    Args:
+        values: ``(batch, ...)`` values, at least one axis.
+
+    Returns:
+        ``(batch,)`` values, in ``values``' dtype; ``values`` itself when it is
+        ``(batch,)`` already.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> per_example_mean(jnp.array([[1.0, 3.0], [0.0, 1.0]])).tolist()
+        [2.0, 0.5]
+    """
+    values = _as_array(values)
     if values.ndim == 1:
         return values
     return jnp.mean(values.reshape(values.shape[0], math.prod(values.shape[1:])), axis=1)
@@ -292,14 +347,14 @@ def _mse(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
     predictions = _as_array(predictions)
     t = align("mean_squared_error", predictions, targets)
     dt = compute_dtype(predictions)
-    return _per_example_mean((predictions.astype(dt) - t.astype(dt)) ** 2)
+    return per_example_mean((predictions.astype(dt) - t.astype(dt)) ** 2)
 
 
 def _mae(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
     predictions = _as_array(predictions)
     t = align("mean_absolute_error", predictions, targets)
     dt = compute_dtype(predictions)
-    return _per_example_mean(jnp.abs(predictions.astype(dt) - t.astype(dt)))
+    return per_example_mean(jnp.abs(predictions.astype(dt) - t.astype(dt)))
 
 
 def _huber(predictions: ArrayLike, targets: ArrayLike, *, delta: ArrayLike = 1.0) -> jax.Array:
@@ -312,7 +367,7 @@ def _huber(predictions: ArrayLike, targets: ArrayLike, *, delta: ArrayLike = 1.0
     err = jnp.abs(predictions.astype(dt) - t.astype(dt))
     quadratic = 0.5 * err**2
     linear = delta * (err - 0.5 * delta)
-    return _per_example_mean(jnp.where(err <= delta, quadratic, linear))
+    return per_example_mean(jnp.where(err <= delta, quadratic, linear))
 
 
 def _bce(predictions: ArrayLike, targets: ArrayLike, *, from_logits: bool = False) -> jax.Array:
@@ -327,13 +382,13 @@ def _bce(predictions: ArrayLike, targets: ArrayLike, *, from_logits: bool = Fals
     else:
         p = jnp.clip(z, EPSILON, 1.0 - EPSILON)
         values = -(t * jnp.log(p) + (1.0 - t) * jnp.log1p(-p))
-    return _per_example_mean(values)
+    return per_example_mean(values)
 
 
 def _cce(predictions: ArrayLike, targets: ArrayLike, *, from_logits: bool = False) -> jax.Array:
     _check_from_logits("categorical_crossentropy", from_logits)
     predictions, targets = _as_array(predictions), _as_array(targets)
-    _check_batch("categorical_crossentropy", predictions, targets)
+    check_batch("categorical_crossentropy", predictions, targets)
     if tuple(targets.shape) != tuple(predictions.shape):
         raise ValueError(
             f"categorical_crossentropy: targets have shape {tuple(targets.shape)} but "
@@ -343,7 +398,7 @@ def _cce(predictions: ArrayLike, targets: ArrayLike, *, from_logits: bool = Fals
         )
     log_p = _log_probabilities(predictions, from_logits)
     t = targets.astype(log_p.dtype)
-    return _per_example_mean(-jnp.sum(t * log_p, axis=-1))
+    return per_example_mean(-jnp.sum(t * log_p, axis=-1))
 
 
 def _scce(predictions: ArrayLike, targets: ArrayLike, *, from_logits: bool = False) -> jax.Array:
@@ -353,7 +408,7 @@ def _scce(predictions: ArrayLike, targets: ArrayLike, *, from_logits: bool = Fal
     log_p = _log_probabilities(predictions, from_logits)
     # An invalid label is `classes`, past the end, which "fill" turns into NaN.
     picked = jnp.take_along_axis(log_p, labels[..., None], axis=-1, mode="fill", fill_value=jnp.nan)
-    return _per_example_mean(-picked[..., 0])
+    return per_example_mean(-picked[..., 0])
 
 
 # ------------------------------------------------------------------- public API
@@ -653,7 +708,7 @@ def per_example_fn(fn: Callable[[Any, Any], Any], name: str, kind: str = "loss")
 
             return jax.vmap(one)(predictions, targets)
         if shape is not None and len(shape) >= 1 and shape[0] == batch:
-            return _per_example_mean(_as_array(fn(predictions, targets)))
+            return per_example_mean(_as_array(fn(predictions, targets)))
         got = tuple(shape) if shape is not None else type(out).__name__
         raise ValueError(
             f"{kind} {name!r} returned {got} for {batch} examples; a {kind} function must "
@@ -664,43 +719,26 @@ def per_example_fn(fn: Callable[[Any, Any], Any], name: str, kind: str = "loss")
     return per_example
 
 
-def _bind(name: str, kind: str, fn: Callable, kwargs: Mapping[str, Any]) -> Callable:
-    """Binds options into a built-in, checking their names eagerly."""
-    if not kwargs:
-        return fn
-    options = [
-        p.name
-        for p in inspect.signature(fn).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    ]
-    unknown = sorted(set(kwargs) - set(options))
-    if unknown:
-        takes = f"its options are {options}" if options else "it takes no options"
-        raise TypeError(f"{kind} {name!r} has no option {unknown[0]!r}; {takes}.")
-    return functools.partial(fn, **kwargs)
+def function_name(fn: Callable) -> str:
+    """The name a loss or metric made from ``fn`` has in logs.
 
+    Args:
+        fn: a function, a ``functools.partial`` of one, or a callable object.
 
-def _fn_name(fn: Callable) -> str:
+    Returns:
+        Its ``__name__`` (that of the wrapped function for a partial, of the type
+        for an object without one), and ``"lambda"`` for a lambda.
+
+    Example:
+        >>> import functools
+        >>> function_name(huber), function_name(functools.partial(huber, delta=2.0))
+        ('huber', 'huber')
+        >>> function_name(lambda p, t: p - t)
+        'lambda'
+    """
     base = fn.func if isinstance(fn, functools.partial) else fn
     name = getattr(base, "__name__", type(base).__name__)
     return "lambda" if name == "<lambda>" else name
-
-
-def unknown_name_error(kind: str, given: str, known: Mapping[str, Any]) -> ValueError:
-    """The error for an unknown loss or metric name, with close matches.
-
-    Example:
-        >>> print(unknown_name_error("loss", "msee", {"mse": 0, "mae": 0}))
-        unknown loss 'msee'. Did you mean 'mse'? Known names: 'mae', 'mse'; or \
-pass a function f(predictions, targets).
-    """
-    close = difflib.get_close_matches(given.lower(), known, n=3)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return ValueError(
-        f"unknown {kind} {given!r}.{hint} Known names: "
-        f"{', '.join(repr(k) for k in sorted(known))}; or pass a function "
-        "f(predictions, targets)."
-    )
 
 
 def get(loss: str | Callable | Loss, **kwargs: Any) -> Loss:
@@ -724,8 +762,10 @@ def get(loss: str | Callable | Loss, **kwargs: Any) -> Loss:
         The :class:`Loss`, named by its lower-cased name or the function's name.
 
     Raises:
-        ValueError: for an unknown name; the message lists close matches.
-        TypeError: for an option the loss does not take, or a ``loss`` of the wrong type.
+        ValueError: for an unknown name (the message suggests close matches), or an
+            option the loss does not take (checked against its keyword parameters
+            after ``predictions`` and ``targets``).
+        TypeError: for a ``loss`` of the wrong type.
 
     Example:
         >>> import jax.numpy as jnp
@@ -734,24 +774,29 @@ def get(loss: str | Callable | Loss, **kwargs: Any) -> Loss:
         ('binary_crossentropy', {'from_logits': True})
         >>> loss.per_example(jnp.zeros((3, 1)), jnp.ones((3, 1))).shape
         (3,)
+        >>> get("huber", delt=2.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: loss 'huber' has no option 'delt'; its options are ['delta']. Did you \
+mean 'delta'?
     """
     frozen = MappingProxyType(dict(kwargs))
     if isinstance(loss, Loss):
         if not kwargs:
             return loss
-        per_example = functools.partial(loss.per_example, **kwargs)
+        per_example = bind_options(f"loss {loss.name!r}", loss.per_example, kwargs, positional=2)
         return Loss(loss.name, per_example, MappingProxyType({**loss.kwargs, **kwargs}))
     if isinstance(loss, str):
-        fn = _PER_EXAMPLE.get(loss.lower())
-        if fn is None:
-            raise unknown_name_error("loss", loss, _PER_EXAMPLE)
-        return Loss(loss.lower(), _bind(loss.lower(), "loss", fn, kwargs), frozen)
+        fn = lookup("loss", loss, _PER_EXAMPLE, "pass a function f(predictions, targets)")
+        name = loss.lower()
+        return Loss(name, bind_options(f"loss {name!r}", fn, kwargs, positional=2), frozen)
     if callable(loss):
-        name = _fn_name(loss)
+        name = function_name(loss)
+        where = f"loss {name!r}"
         builtin = next((v for k, v in _OF_FUNCTION.items() if k is loss), None)
         if builtin is not None:
-            return Loss(name, _bind(name, "loss", builtin, kwargs), frozen)
-        fn = functools.partial(loss, **kwargs) if kwargs else loss
+            return Loss(name, bind_options(where, builtin, kwargs, positional=2), frozen)
+        fn = bind_options(where, loss, kwargs, positional=2)
         return Loss(name, per_example_fn(fn, name, "loss"), frozen)
     raise TypeError(
         f"loss must be a name such as 'mse', a function f(predictions, targets) or a Loss, "

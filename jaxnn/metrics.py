@@ -11,36 +11,35 @@ exactly the metric over the whole data set, whatever the batch size::
     totals.result()                      # == the mean over the real examples
 
 :func:`reduce` gives one batch's ``(sum, count)``; :class:`Totals` accumulates them and is
-a pytree, so it can be the carry of ``lax.scan``. Shapes follow the losses' rules
-(:func:`jaxnn.losses.align`): never a silent broadcast, an error naming both shapes.
+a pytree, so it can be the carry of ``lax.scan``; with nothing counted the result is NaN,
+as in training logs. Shapes follow the losses' rules (:func:`jaxnn.losses.align`): never
+a silent broadcast, an error naming both shapes.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from jaxnn._checks import bind_options, lookup
 from jaxnn._types import ArrayLike
 from jaxnn.losses import (
     Loss,
-    _as_array,
-    _bind,
-    _check_batch,
-    _fn_name,
-    _mae,
-    _mse,
-    _per_example_mean,
+    PerExampleFn,
     align,
+    check_batch,
     compute_dtype,
+    function_name,
     per_example_fn,
+    per_example_mean,
     sparse_targets,
-    unknown_name_error,
 )
-from jaxnn.losses import get as _get_loss
+from jaxnn.losses import get as get_loss
 
 __all__ = [
     "Metric",
@@ -55,13 +54,17 @@ __all__ = [
     "sparse_categorical_accuracy",
 ]
 
+# The regression metrics are the per-example forms of the losses of the same name.
+_MSE = get_loss("mean_squared_error").per_example
+_MAE = get_loss("mean_absolute_error").per_example
+
 
 def _mean_of(hits: jax.Array) -> jax.Array:
-    return _per_example_mean(hits.astype(jnp.float32))
+    return per_example_mean(hits.astype(jnp.float32))
 
 
 def _binary(name: str, predictions: ArrayLike, targets: ArrayLike, threshold: Any) -> jax.Array:
-    predictions = _as_array(predictions)
+    predictions = jnp.asarray(predictions)
     t = align(name, predictions, targets)
     dt = compute_dtype(predictions)
     threshold = jnp.asarray(threshold).astype(dt)
@@ -70,8 +73,8 @@ def _binary(name: str, predictions: ArrayLike, targets: ArrayLike, threshold: An
 
 
 def _categorical(name: str, predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
-    predictions, targets = _as_array(predictions), _as_array(targets)
-    _check_batch(name, predictions, targets)
+    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    check_batch(name, predictions, targets)
     if tuple(targets.shape) != tuple(predictions.shape):
         raise ValueError(
             f"{name}: targets have shape {tuple(targets.shape)} but predictions have shape "
@@ -82,12 +85,12 @@ def _categorical(name: str, predictions: ArrayLike, targets: ArrayLike) -> jax.A
 
 
 def _sparse(name: str, predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
-    predictions = _as_array(predictions)
+    predictions = jnp.asarray(predictions)
     labels = sparse_targets(name, predictions, targets)
     classes = predictions.shape[-1]
     hits = (jnp.argmax(predictions, axis=-1) == labels).astype(jnp.float32)
     # A traced invalid label (one past the last class) makes its example NaN, not 0.
-    return _per_example_mean(jnp.where(labels < classes, hits, jnp.nan))
+    return per_example_mean(jnp.where(labels < classes, hits, jnp.nan))
 
 
 def binary_accuracy(
@@ -189,8 +192,8 @@ def accuracy(
         >>> accuracy(jnp.array([[0.2, 0.8]]), jnp.array([1])).tolist()
         [1.0]
     """
-    predictions, targets = _as_array(predictions), _as_array(targets)
-    _check_batch("accuracy", predictions, targets)
+    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    check_batch("accuracy", predictions, targets)
     p, t = tuple(predictions.shape), tuple(targets.shape)
     if len(p) == 1 or p[-1] == 1:
         return _binary("accuracy", predictions, targets, threshold)
@@ -223,7 +226,7 @@ def mean_squared_error(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
         >>> mean_squared_error(jnp.array([[1.0], [3.0]]), jnp.array([0.0, 1.0])).tolist()
         [1.0, 4.0]
     """
-    return _mse(predictions, targets)
+    return _MSE(predictions, targets)
 
 
 def mean_absolute_error(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
@@ -244,25 +247,7 @@ def mean_absolute_error(predictions: ArrayLike, targets: ArrayLike) -> jax.Array
         >>> mean_absolute_error(jnp.array([[1.0], [3.0]]), jnp.array([0.0, 1.0])).tolist()
         [1.0, 2.0]
     """
-    return _mae(predictions, targets)
-
-
-class Metric(NamedTuple):
-    """A named per-example metric, as :func:`get` returns it.
-
-    Attributes:
-        name: the name shown in logs: the user's spelling, as Keras does.
-        fn: ``fn(predictions, targets) -> (batch,)`` values, options bound.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> m = get("acc")
-        >>> m.name, m.fn(jnp.array([[0.7], [0.2]]), jnp.array([1, 1])).tolist()
-        ('acc', [1.0, 0.0])
-    """
-
-    name: str
-    fn: Callable[[Any, Any], jax.Array]
+    return _MAE(predictions, targets)
 
 
 def reduce(values: ArrayLike, mask: ArrayLike | None = None) -> tuple[jax.Array, jax.Array]:
@@ -286,7 +271,7 @@ def reduce(values: ArrayLike, mask: ArrayLike | None = None) -> tuple[jax.Array,
         >>> float(total), float(count)
         (1.0, 2.0)
     """
-    values = _as_array(values)
+    values = jnp.asarray(values)
     if values.ndim != 1:
         raise ValueError(
             f"reduce: values must be per-example, shape (batch,), got "
@@ -295,7 +280,7 @@ def reduce(values: ArrayLike, mask: ArrayLike | None = None) -> tuple[jax.Array,
     values = values.astype(jnp.float32)
     if mask is None:
         return jnp.sum(values), jnp.asarray(values.shape[0], jnp.float32)
-    mask = _as_array(mask)
+    mask = jnp.asarray(mask)
     if tuple(mask.shape) != tuple(values.shape):
         raise ValueError(
             f"reduce: mask has shape {tuple(mask.shape)} but values have shape "
@@ -320,6 +305,8 @@ class Totals(NamedTuple):
         >>> totals = totals.update(jnp.array([1.0, 5.0]), jnp.array([True, False]))
         >>> float(totals.result())  # (1 + 0 + 1) / 3
         0.6666666865348816
+        >>> float(Totals.zeros().result())  # nothing counted: no mean
+        nan
     """
 
     total: jax.Array
@@ -327,7 +314,7 @@ class Totals(NamedTuple):
 
     @classmethod
     def zeros(cls) -> Totals:
-        """Empty totals; ``result()`` is 0 until something is added."""
+        """Empty totals; ``result()`` is NaN until something is counted."""
         return cls(jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))
 
     def update(self, values: ArrayLike, mask: ArrayLike | None = None) -> Totals:
@@ -336,10 +323,49 @@ class Totals(NamedTuple):
         return Totals(self.total + total, self.count + count)
 
     def result(self) -> jax.Array:
-        """``total / count``; 0 when nothing was counted."""
+        """``total / count``; NaN when nothing was counted, as in training logs.
+
+        NaN, not 0: an empty count has no mean, and a 0 would read as a real (and,
+        for an error metric, perfect) value.
+        """
         empty = self.count == 0
         safe = jnp.where(empty, jnp.ones_like(self.count), self.count)
-        return jnp.where(empty, jnp.zeros_like(self.total), self.total / safe)
+        return jnp.where(empty, jnp.full_like(self.total, jnp.nan), self.total / safe)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Metric:
+    """A metric, as :func:`get` returns it: its name, per-example form and options.
+
+    Shaped like :class:`jaxnn.losses.Loss`.
+
+    Attributes:
+        name: the name shown in logs: the user's spelling, as Keras does.
+        per_example: ``per_example(predictions, targets) -> (batch,)`` float
+            values, options already bound. Training sums ``mask * per_example``
+            and ``mask`` over batches (:class:`Totals`) and divides once.
+        kwargs: the options bound into ``per_example`` (``{"threshold": 0.0}``), a
+            read-only mapping, for logs and configs.
+
+    Calling a ``Metric`` gives the mean over the examples ``mask`` keeps,
+    ``metric(predictions, targets, mask=None) -> ()`` (NaN when it keeps none). It
+    is a frozen dataclass, not a NamedTuple, so that ``jax.jit(metric)`` works and
+    a ``Metric`` is never mistaken for a pytree of arrays.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> m = get("acc")
+        >>> p, t = jnp.array([[0.7], [0.2]]), jnp.array([1, 1])
+        >>> m.name, m.per_example(p, t).tolist(), float(m(p, t))
+        ('acc', [1.0, 0.0], 0.5)
+    """
+
+    name: str
+    per_example: PerExampleFn
+    kwargs: Mapping[str, Any] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+
+    def __call__(self, predictions: Any, targets: Any, mask: ArrayLike | None = None) -> jax.Array:
+        return Totals.zeros().update(self.per_example(predictions, targets), mask).result()
 
 
 _BY_NAME: dict[str, Callable[..., jax.Array]] = {
@@ -366,7 +392,7 @@ _BUILTINS = frozenset(
 )
 
 
-def get(metric: str | Callable | Metric, **kwargs: Any) -> Metric:
+def get(metric: str | Callable | Loss | Metric, **kwargs: Any) -> Metric:
     """Returns a :class:`Metric` for a Keras name, a function, a Loss or a Metric.
 
     Args:
@@ -387,35 +413,43 @@ def get(metric: str | Callable | Metric, **kwargs: Any) -> Metric:
             ``"accuracy"`` on logits.
 
     Returns:
-        The :class:`Metric`.
+        The :class:`Metric`, its options in ``kwargs``.
 
     Raises:
-        ValueError: for an unknown name; the message lists close matches.
-        TypeError: for an option the metric does not take, or a ``metric`` of the
-            wrong type.
+        ValueError: for an unknown name (the message suggests close matches), or an
+            option the metric does not take (checked against its keyword parameters
+            after ``predictions`` and ``targets``).
+        TypeError: for a ``metric`` of the wrong type.
 
     Example:
         >>> get("accuracy").name, get("ACC").name
         ('accuracy', 'ACC')
+        >>> dict(get("binary_accuracy", threshold=0.0).kwargs)
+        {'threshold': 0.0}
+        >>> get("acuracy")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown metric 'acuracy'. Did you mean 'accuracy', ...
     """
+    frozen = MappingProxyType(dict(kwargs))
     if isinstance(metric, Metric):
         if not kwargs:
             return metric
-        return Metric(metric.name, functools.partial(metric.fn, **kwargs))
+        where = f"metric {metric.name!r}"
+        per_example = bind_options(where, metric.per_example, kwargs, positional=2)
+        return Metric(metric.name, per_example, MappingProxyType({**metric.kwargs, **kwargs}))
     if isinstance(metric, Loss):
-        loss = _get_loss(metric, **kwargs)
-        return Metric(loss.name, loss.per_example)
+        loss = get_loss(metric, **kwargs)
+        return Metric(loss.name, loss.per_example, loss.kwargs)
     if isinstance(metric, str):
-        fn = _BY_NAME.get(metric.lower())
-        if fn is None:
-            raise unknown_name_error("metric", metric, _BY_NAME)
-        return Metric(metric, _bind(metric, "metric", fn, kwargs))
+        fn = lookup("metric", metric, _BY_NAME, "pass a function f(predictions, targets)")
+        return Metric(metric, bind_options(f"metric {metric!r}", fn, kwargs, positional=2), frozen)
     if callable(metric):
-        name = _fn_name(metric)
+        name = function_name(metric)
+        fn = bind_options(f"metric {name!r}", metric, kwargs, positional=2)
         if any(metric is b for b in _BUILTINS):
-            return Metric(name, _bind(name, "metric", metric, kwargs))
-        fn = functools.partial(metric, **kwargs) if kwargs else metric
-        return Metric(name, per_example_fn(fn, name, "metric"))
+            return Metric(name, fn, frozen)
+        return Metric(name, per_example_fn(fn, name, "metric"), frozen)
     raise TypeError(
         f"metric must be a name such as 'accuracy', a function f(predictions, targets), a "
         f"Loss or a Metric, got {type(metric).__name__}."

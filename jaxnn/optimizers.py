@@ -8,11 +8,12 @@ recompiles.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import Any
 
 import optax
+
+from jaxnn._checks import check_options, lookup
 
 __all__ = ["KERAS_DEFAULTS", "get", "hyperparams"]
 
@@ -54,14 +55,22 @@ def get(
         ``state.hyperparams``.
 
     Raises:
-        ValueError: for an unknown name or hyperparameter; the message lists the
-            valid ones.
+        ValueError: for an unknown name (matched case-insensitively) or
+            hyperparameter, or hyperparameters given with an optax transformation;
+            the message suggests close matches and lists the valid ones.
+        TypeError: for an ``optimizer`` that is neither a name nor an optax
+            transformation.
 
     Example:
         >>> tx = get("adam", learning_rate=0.01)
         >>> import jax.numpy as jnp
         >>> round(float(tx.init({"w": jnp.zeros(2)}).hyperparams["learning_rate"]), 6)
         0.01
+        >>> get("adam", learning_rat=0.01)
+        Traceback (most recent call last):
+        ...
+        ValueError: optimizer 'adam' has no hyperparameter 'learning_rat'; its hyperparameters \
+are ['b1', 'b2', 'eps', 'learning_rate']. Did you mean 'learning_rate'?
     """
     if isinstance(optimizer, optax.GradientTransformation):
         if hyperparams:
@@ -75,21 +84,8 @@ def get(
             "optimizer must be a name such as 'adam' or an optax.GradientTransformation, "
             f"got {type(optimizer).__name__}."
         )
-    entry = KERAS_DEFAULTS.get(optimizer.lower())
-    if entry is None:
-        close = difflib.get_close_matches(optimizer.lower(), KERAS_DEFAULTS, n=3)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(
-            f"unknown optimizer {optimizer!r}.{hint} Known names: "
-            f"{', '.join(sorted(KERAS_DEFAULTS))}; or pass an optax transformation."
-        )
-    fn, defaults = entry
-    unknown = sorted(set(hyperparams) - set(defaults))
-    if unknown:
-        raise ValueError(
-            f"optimizer {optimizer!r} has no hyperparameter {unknown[0]!r}; it takes "
-            f"{', '.join(sorted(defaults))}."
-        )
+    fn, defaults = lookup("optimizer", optimizer, KERAS_DEFAULTS, "pass an optax transformation")
+    check_options(f"optimizer {optimizer!r}", hyperparams, defaults, what="hyperparameter")
     return optax.inject_hyperparams(fn)(**{**defaults, **hyperparams})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import json
@@ -249,12 +250,32 @@ def test_file_is_plain_safetensors(ckpt: Path) -> None:
 # ----------------------------------------------------------------------------- metadata
 
 
+def test_checkpoint_never_imports_the_package_face() -> None:
+    """The version comes from the ground floor, jaxnn._version, not from jaxnn itself."""
+    source = (REPO / "jaxnn" / "checkpoint.py").read_text()
+    imports = [
+        node
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+    ]
+    modules = [
+        (node.module if isinstance(node, ast.ImportFrom) else alias.name, node.col_offset)
+        for node in imports
+        for alias in node.names
+    ]
+    ours = [(module, col) for module, col in modules if module.split(".")[0] == "jaxnn"]
+    assert ("jaxnn._version", 0) in ours
+    assert "jaxnn" not in [module for module, _ in ours]
+    # jaxnn modules are imported at the top of the module (column 0), never in a function.
+    assert all(col == 0 for _, col in ours)
+
+
 def test_read_metadata(ckpt: Path) -> None:
     save(ckpt, model_and_state(), metadata={"epoch": 5, "note": "résumé"})
     meta = read_metadata(ckpt)
     assert meta["format"] == "jaxnn.checkpoint"
     assert meta["format_version"] == 1
-    assert meta["jaxnn_version"] == jaxnn.__version__
+    assert meta["jaxnn_version"] == jaxnn.__version__ == jaxnn._version.__version__
     assert meta["step"] == 7
     assert meta["user"] == {"epoch": 5, "note": "résumé"}
     assert meta["checksum"].startswith("sha256:") and len(meta["checksum"]) == 7 + 64

@@ -413,18 +413,37 @@ def test_get_by_name_and_options():
 def test_get_unknown_names_and_options():
     with pytest.raises(ValueError, match=r"unknown loss 'msee'\. Did you mean 'mse'.*Known names:"):
         losses.get("msee")
-    with pytest.raises(TypeError, match=r"loss 'mse' has no option 'from_logits'; it takes no"):
+    with pytest.raises(ValueError, match=r"^unknown loss 'LOGCOSH'\. Known names: 'bce', "):
+        losses.get("LOGCOSH")
+    with pytest.raises(ValueError, match=r"loss 'mse' has no option 'from_logits'; it takes no"):
         losses.get("mse", from_logits=True)
     with pytest.raises(
-        TypeError, match=r"'huber' has no option 'delt'; its options are \['delta'\]"
+        ValueError,
+        match=r"^loss 'huber' has no option 'delt'; its options are \['delta'\]\. "
+        r"Did you mean 'delta'\?$",
     ):
         losses.get("huber", delt=2.0)
+    # `weights` is an argument of the call, never an option bound into the loss.
+    with pytest.raises(ValueError, match=r"loss 'huber' has no option 'weights'"):
+        losses.get(losses.huber, weights=jnp.ones(1))
     with pytest.raises(TypeError, match=r"from_logits must be True or False, got 'yes'"):
         losses.binary_crossentropy(jnp.zeros((1, 1)), jnp.zeros((1, 1)), from_logits="yes")
     with pytest.raises(ValueError, match=r"huber: delta must be a positive number, got 0"):
         losses.huber(jnp.zeros((1, 1)), jnp.zeros((1, 1)), delta=0)
     with pytest.raises(TypeError, match=r"loss must be a name such as 'mse'"):
         losses.get(3)
+
+
+def test_get_rebinds_a_loss_and_checks_its_options():
+    loss = losses.get("huber", delta=3.0)
+    rebound = losses.get(loss, delta=1.0)
+    assert rebound.name == "huber"
+    assert dict(rebound.kwargs) == {"delta": 1.0}
+    # 0.5 e^2 below delta, delta (|e| - delta / 2) above: e = 2.
+    np.testing.assert_allclose(loss(jnp.array([[2.0]]), jnp.zeros((1, 1))), 2.0, rtol=RTOL)
+    np.testing.assert_allclose(rebound(jnp.array([[2.0]]), jnp.zeros((1, 1))), 1.5, rtol=RTOL)
+    with pytest.raises(ValueError, match=r"^loss 'huber' has no option 'from_logits'; its "):
+        losses.get(loss, from_logits=True)
 
 
 def test_get_a_loss_function_uses_its_per_example_form():
@@ -450,6 +469,43 @@ def test_custom_losses_are_made_per_example():
         np.testing.assert_allclose(loss.per_example(p, t), expected, rtol=RTOL)
         np.testing.assert_allclose(jax.jit(loss.per_example)(p, t), expected, rtol=RTOL)
         np.testing.assert_allclose(loss(p, t, jnp.array([1.0, 0.0, 1.0])), 1.25, rtol=RTOL)
+
+
+def test_custom_loss_options_are_bound_and_checked():
+    def scaled(p, t, scale=1.0):
+        return scale * jnp.mean((p - t) ** 2, axis=1)
+
+    loss = losses.get(scaled, scale=2.0)
+    assert dict(loss.kwargs) == {"scale": 2.0}
+    np.testing.assert_allclose(loss.per_example(jnp.ones((2, 1)), jnp.zeros((2, 1))), [2.0, 2.0])
+    with pytest.raises(
+        ValueError,
+        match=r"^loss 'scaled' has no option 'scal'; its options are \['scale'\]\. "
+        r"Did you mean 'scale'\?$",
+    ):
+        losses.get(scaled, scal=2.0)
+    with pytest.raises(ValueError, match=r"^loss 'lambda' has no option 'scale'; it takes no"):
+        losses.get(lambda p, t: (p - t) ** 2, scale=2.0)
+
+
+def test_building_blocks_for_metrics_are_public():
+    """What jaxnn.metrics and custom losses build on is part of the documented interface."""
+    for name in (
+        "align",
+        "check_batch",
+        "compute_dtype",
+        "function_name",
+        "per_example_fn",
+        "per_example_mean",
+        "sparse_targets",
+        "weighted_mean",
+    ):
+        assert name in losses.__all__
+        assert getattr(losses, name).__doc__
+    np.testing.assert_array_equal(losses.per_example_mean(jnp.ones((2, 3, 4))), [1.0, 1.0])
+    with pytest.raises(ValueError, match=r"^x: predictions have 2 examples but targets have 3"):
+        losses.check_batch("x", jnp.zeros((2, 1)), jnp.zeros(3))
+    assert losses.function_name(lambda p, t: p) == "lambda"
 
 
 def test_custom_loss_of_the_wrong_shape_is_rejected():

@@ -1,5 +1,10 @@
 """Metrics: hand-checked values, Keras's accuracy resolution, exact batched reduction."""
 
+import ast
+import dataclasses
+import math
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -144,10 +149,16 @@ def test_streaming_mse_equals_the_plain_mean_for_any_batching(n, batch, seed):
     np.testing.assert_allclose(totals.result(), expected, rtol=1e-5)
 
 
+def test_empty_totals_are_nan_like_training_logs():
+    assert math.isnan(float(metrics.Totals.zeros().result()))
+    masked_out = metrics.Totals.zeros().update(jnp.array([1.0, 1.0]), jnp.zeros(2))
+    assert math.isnan(float(masked_out.result()))
+    assert float(masked_out.update(jnp.array([0.25])).result()) == 0.25
+
+
 def test_reduce_drops_masked_nan_and_checks_shapes():
     s, c = metrics.reduce(jnp.array([1.0, jnp.nan]), jnp.array([True, False]))
     assert (float(s), float(c)) == (1.0, 1.0)
-    assert float(metrics.Totals.zeros().result()) == 0.0
     with pytest.raises(ValueError, match=r"mask has shape \(3,\) but values have shape \(2,\)"):
         metrics.reduce(jnp.zeros(2), jnp.ones(3))
     with pytest.raises(ValueError, match=r"values must be per-example, shape \(batch,\)"):
@@ -180,13 +191,19 @@ def test_get_keeps_the_users_name_and_rejects_unknown():
     assert metrics.get("acc").name == "acc"
     assert metrics.get("accuracy").name == "accuracy"
     assert metrics.get("MSE").name == "MSE"
-    assert metrics.get("binary_accuracy", threshold=0.2).fn(
+    assert metrics.get("binary_accuracy", threshold=0.2).per_example(
         jnp.array([[0.3]]), jnp.array([1])
     ).tolist() == [1.0]
     with pytest.raises(ValueError, match=r"unknown metric 'acuracy'\. Did you mean 'accuracy'"):
         metrics.get("acuracy")
-    with pytest.raises(TypeError, match=r"metric 'mse' has no option 'threshold'"):
+    with pytest.raises(ValueError, match=r"^unknown metric 'ACURACY'\. Did you mean 'accuracy'"):
+        metrics.get("ACURACY")
+    with pytest.raises(ValueError, match=r"^metric 'mse' has no option 'threshold'; it takes no"):
         metrics.get("mse", threshold=0.3)
+    with pytest.raises(
+        ValueError, match=r"^metric 'accuracy' has no option 'treshold'.*Did you mean 'threshold'"
+    ):
+        metrics.get(metrics.accuracy, treshold=0.3)
     with pytest.raises(TypeError, match=r"metric must be a name such as 'accuracy'"):
         metrics.get(None)
 
@@ -197,20 +214,70 @@ def test_get_functions_losses_and_custom_metrics():
     t = jnp.array([1.0, 1.0])
     bce = metrics.get(losses.get("binary_crossentropy"))
     assert bce.name == "binary_crossentropy"
-    np.testing.assert_allclose(bce.fn(p, t), [-np.log(0.9), -np.log(0.2)], rtol=1e-6)
+    np.testing.assert_allclose(bce.per_example(p, t), [-np.log(0.9), -np.log(0.2)], rtol=1e-6)
+    logits = metrics.get(losses.get("binary_crossentropy"), from_logits=True)
+    assert dict(logits.kwargs) == {"from_logits": True}
+    np.testing.assert_allclose(logits.per_example(jnp.zeros((1, 1)), jnp.ones(1)), [np.log(2.0)])
 
     def hit_rate(p, t):  # a scalar mean: applied per example
         return jnp.mean((p[:, 0] > 0.5) == (t > 0.5))
 
     m = metrics.get(hit_rate)
     assert m.name == "hit_rate"
-    assert m.fn(p, t).tolist() == [1.0, 0.0]
+    assert m.per_example(p, t).tolist() == [1.0, 0.0]
 
     def bad(p, t):
         return jnp.zeros(3)
 
     with pytest.raises(ValueError, match=r"metric 'bad' returned \(3,\) for 2 examples"):
-        metrics.get(bad).fn(p, t)
+        metrics.get(bad).per_example(p, t)
+
+
+def test_metric_is_shaped_like_loss():
+    """name, per_example and kwargs, frozen, callable for the mean, jittable."""
+    m = metrics.get("binary_accuracy", threshold=0.0)
+    assert [f.name for f in dataclasses.fields(metrics.Metric)] == [
+        f.name for f in dataclasses.fields(losses.Loss)
+    ]
+    assert (m.name, dict(m.kwargs)) == ("binary_accuracy", {"threshold": 0.0})
+    with pytest.raises(dataclasses.FrozenInstanceError, match=r"cannot assign to field 'name'"):
+        m.name = "other"
+    with pytest.raises(TypeError, match=r"does not support item assignment"):
+        m.kwargs["threshold"] = 1.0  # a read-only mapping
+    logits = jnp.array([[1.0], [-1.0], [2.0], [3.0]])
+    labels = jnp.array([1, 1, 0, 1])
+    assert m.per_example(logits, labels).tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert float(m(logits, labels)) == 0.5
+    assert float(m(logits, labels, jnp.array([1, 0, 0, 1]))) == 1.0
+    assert float(jax.jit(m)(logits, labels)) == 0.5
+    assert math.isnan(float(m(logits, labels, jnp.zeros(4))))
+    assert metrics.get(m) is m
+
+
+def test_get_rebinds_a_metric_and_checks_its_options():
+    m = metrics.get("acc", threshold=0.9)
+    rebound = metrics.get(m, threshold=0.1)
+    assert (rebound.name, dict(rebound.kwargs)) == ("acc", {"threshold": 0.1})
+    p, t = jnp.array([[0.5]]), jnp.array([1])
+    assert (m.per_example(p, t).tolist(), rebound.per_example(p, t).tolist()) == ([0.0], [1.0])
+    with pytest.raises(ValueError, match=r"^metric 'acc' has no option 'from_logits'; its "):
+        metrics.get(m, from_logits=True)
+    custom = metrics.get(lambda p, t: p[:, 0])
+    with pytest.raises(ValueError, match=r"^metric 'lambda' has no option 'x'; it takes no"):
+        metrics.get(custom, x=1)
+
+
+def test_metrics_imports_no_private_names():
+    """metrics builds on losses' public interface (and the ground floor), never on _names."""
+    tree = ast.parse(Path(metrics.__file__).read_text())
+    imported = [
+        (node.module, alias.name)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jaxnn")
+        for alias in node.names
+    ]
+    assert ("jaxnn.losses", "align") in imported
+    assert [name for name in imported if name[1].startswith("_")] == []
 
 
 def test_shape_mistakes_are_reported():
