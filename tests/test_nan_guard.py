@@ -170,8 +170,12 @@ def test_unknown_policy(key):
     x, y = regression()
     trainer = make()
     state = trainer.init(key, x)
-    with pytest.raises(ValueError, match=r"on_nonfinite must be 'raise' or 'skip', got 'warn'"):
+    with pytest.raises(
+        ValueError, match=r"on_nonfinite must be one of 'raise', 'skip', 'ignore'; got 'warn'"
+    ):
         trainer.fit(state, x, y, verbose=0, on_nonfinite="warn")
+    with pytest.raises(ValueError, match=r"on_nonfinite='stop' is for populations"):
+        trainer.fit(state, x, y, verbose=0, on_nonfinite="stop")
 
 
 def test_guard_compiles_once(key):
@@ -263,3 +267,21 @@ def test_all_zero_weights_evaluate_to_nan(key):
     state = trainer.init(key, x)
     logs = trainer.evaluate(state, x, y, sample_weight=np.zeros(16))
     assert np.isnan(logs["loss"]) and np.isnan(logs["mae"])
+
+
+def test_ignore_checks_nothing_and_equals_the_guarded_run_on_finite_data(key):
+    """'ignore' runs the unguarded program: finite data trains exactly as under the
+    guard, and overflowing data is let through to non-finite params."""
+    x, y = regression()
+    trainer = make()
+    state = trainer.init(key, x)
+    fit = dict(epochs=2, batch_size=BATCH, verbose=0)
+    guarded, guarded_history = trainer.fit(state, x, y, **fit)
+    plain, plain_history = trainer.fit(state, x, y, on_nonfinite="ignore", **fit)
+    assert_trees_equal(plain.params, guarded.params)
+    np.testing.assert_array_equal(plain_history["loss"], guarded_history["loss"])
+    broken, history = trainer.fit(
+        state, overflowing(x), y, on_nonfinite="ignore", shuffle=False, **fit
+    )
+    assert not all_finite(broken.params)
+    assert "skipped_steps" not in history

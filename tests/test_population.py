@@ -13,6 +13,8 @@ import pytest
 
 import jaxnn as nn
 from jaxnn import population as pop
+from jaxnn.data import Data
+from jaxnn.population import fitting, infer
 from jaxnn.layers.dropout import Dropout
 from jaxnn.layers.norm import BatchNorm
 
@@ -227,12 +229,12 @@ def test_changing_hyperparameter_values_does_not_recompile():
     states = pop.init(trainer, jax.random.key(0), x, 4)
     fit = lambda s: pop.fit(trainer, s, x, y, epochs=1, batch_size=BATCH)
     fit(pop.set_hyperparams(states, learning_rate=jnp.full((4,), 0.01)))
-    compiled = pop._run_jit._cache_size()
+    compiled = fitting._run_jit._cache_size()
     losses = []
     for lrs in ([1e-4, 1e-3, 1e-2, 1e-1], [0.5, 0.2, 0.1, 0.05]):
         trained, history = fit(pop.set_hyperparams(states, learning_rate=jnp.array(lrs)))
         losses.append(history["loss"])
-    assert pop._run_jit._cache_size() == compiled
+    assert fitting._run_jit._cache_size() == compiled
     assert not np.allclose(losses[0], losses[1])  # the new values were used
 
 
@@ -255,18 +257,21 @@ def test_shared_data_is_one_buffer_not_one_per_member():
 
     def memory(n, strategy="vmap", chunk_size=None, member_data=False):
         states = pop.init(trainer, jax.random.key(0), x[:1], n)
-        data = (x, y, w)
+        data = Data(x, y, w)
         if member_data:
             data = jax.tree.map(lambda a: jnp.broadcast_to(a, (n, *a.shape)), data)
-        lowered = pop._run_jit.lower(
+        lowered = fitting._run_jit.lower(
             trainer,
-            (states, None, pop._initial_halt("stop", n)),  # as fit runs it by default
+            # the carry as fit builds it by default (on_nonfinite="stop")
+            fitting._Carry(
+                states, None, None, jnp.full((n,), -1, jnp.int32), jnp.zeros((n,), jnp.int32)
+            ),
             data,
             None,
             epochs=1,
             batch_size=128,
             shuffle=True,
-            config=None,
+            stopping=None,
             member_data=member_data,
             strategy=strategy,
             chunk_size=chunk_size,
@@ -330,13 +335,17 @@ def test_a_member_that_goes_non_finite_stops_at_its_last_finite_state():
     )
     assert_trees_close(member(trained, 1), alone)
     # ...and the others are untouched by it.
-    unchecked, unchecked_history = pop.fit(trainer, states, x, y, on_nonfinite="continue", **kwargs)
+    unchecked, unchecked_history = pop.fit(trainer, states, x, y, on_nonfinite="ignore", **kwargs)
     assert "nonfinite_epoch" not in unchecked_history
     assert not np.isfinite(np.asarray(unchecked.params["kernel"][1])).all()
     for i in (0, 2):
         assert_trees_close(member(trained, i), member(unchecked, i))
-    with pytest.raises(ValueError, match="on_nonfinite must be 'stop' or 'continue'"):
+    with pytest.raises(
+        ValueError, match="on_nonfinite must be one of 'stop', 'ignore'; got 'raise'"
+    ):
         pop.fit(trainer, states, x, y, on_nonfinite="raise", **kwargs)
+    with pytest.raises(ValueError, match="on_nonfinite='continue' is now called 'ignore'"):
+        pop.fit(trainer, states, x, y, on_nonfinite="continue", **kwargs)
 
 
 @pytest.mark.parametrize("restore", [False, True], ids=["freeze", "restore-best"])
@@ -437,10 +446,10 @@ def test_evaluate_and_predict_match_each_member_alone(trained_population):
     np.testing.assert_allclose(chunked["loss"], scores["loss"], rtol=RTOL)
 
     # Evaluating again, other members and other data of the same shapes: no new program.
-    compiled = pop._evaluate_jit._cache_size(), pop._predict_jit._cache_size()
+    compiled = infer._evaluate_jit._cache_size(), infer._predict_jit._cache_size()
     pop.evaluate(trainer, jax.tree.map(lambda a: a[::-1], states), x[::-1], y, batch_size=7)
     pop.predict(trainer, states, x + 1.0, batch_size=7)
-    assert (pop._evaluate_jit._cache_size(), pop._predict_jit._cache_size()) == compiled
+    assert (infer._evaluate_jit._cache_size(), infer._predict_jit._cache_size()) == compiled
 
 
 def test_select_best_and_top_k_give_ordinary_states(trained_population):

@@ -35,7 +35,7 @@ SCRIPT = textwrap.dedent(
     kwargs = dict(epochs=3, batch_size=8, validation_split=0.25)
     plain, plain_history = pop.fit(trainer, states, x, y, **kwargs)
 
-    sharded_in = pop.shard_members(states, mesh)
+    sharded_in = nn.parallel.shard_members(states, mesh)
     assert len(sharded_in.params["dense"]["kernel"].sharding.device_set) == 8
     sharded, history = pop.fit(trainer, sharded_in, x, y, **kwargs)
 
@@ -53,7 +53,7 @@ SCRIPT = textwrap.dedent(
     np.testing.assert_allclose(scores["loss"], pop.evaluate(trainer, plain, x, y)["loss"],
                                rtol=1e-5)
     try:
-        pop.shard_members(jax.tree.map(lambda a: a[:12], states), mesh)
+        nn.parallel.shard_members(jax.tree.map(lambda a: a[:12], states), mesh)
     except ValueError as e:
         assert "12 members do not divide over the 8 devices" in str(e), e
     else:

@@ -47,7 +47,7 @@ FIRST = r"""
 out = sys.argv[1]
 straight, _ = trainer.fit(state, x, y, epochs=10, **LOOP)
 checkpoint.save(f"{out}/straight.safetensors", straight)
-trainer.fit(state, x, y, epochs=5, checkpoint_dir=f"{out}/ckpt", **LOOP)
+trainer.fit(state, x, y, epochs=5, checkpoint=f"{out}/ckpt", **LOOP)
 pop_straight, _ = population.fit(trainer, members, x, y, epochs=10, batch_size=8, verbose=2)
 checkpoint.save(f"{out}/pop_straight.safetensors", pop_straight)
 pop_half, _ = population.fit(trainer, members, x, y, epochs=5, batch_size=8, verbose=2)
@@ -62,7 +62,7 @@ def slow_raw(array):  # makes every save take ~0.1 s, so that a kill lands in on
     return raw(array)
 saving._raw = slow_raw
 trainer.fit(
-    state, x, y, epochs=EPOCHS, checkpoint_dir=sys.argv[1], keep=3,
+    state, x, y, epochs=EPOCHS, checkpoint=nn.Checkpointing(sys.argv[1], keep=3),
     callbacks=[lambda epoch, logs: print(epoch, flush=True)], **FIT
 )
 """
@@ -107,7 +107,7 @@ def test_exact_resume_in_a_new_process_and_determinism(tmp_path):
     assert int(straight.step) == 10 * 5  # 40 training examples, batches of 8
 
     resumed, history = trainer.fit(
-        state, x, y, epochs=10, checkpoint_dir=f"{out}/ckpt", resume=True, **loop
+        state, x, y, epochs=10, checkpoint=nn.Checkpointing(f"{out}/ckpt", resume=True), **loop
     )
     assert_bit_identical(resumed, straight)
     assert history.epochs == 10
@@ -146,7 +146,7 @@ def test_surviving_sigkill_during_training_and_saves(tmp_path):
     (directory / ".epoch_000099.safetensors.0123abcd.tmp").write_bytes(b"half a save")
 
     resumed, history = trainer.fit(
-        state, x, y, epochs=EPOCHS, checkpoint_dir=directory, resume=True, **fit
+        state, x, y, epochs=EPOCHS, checkpoint=nn.Checkpointing(directory, resume=True), **fit
     )
     straight, straight_history = trainer.fit(state, x, y, epochs=EPOCHS, **fit)
     assert_bit_identical(resumed, straight)
@@ -167,10 +167,7 @@ def test_retention_best_and_history(tmp_path):
         x,
         y,
         epochs=7,
-        checkpoint_dir=tmp_path,
-        save_every=2,
-        keep=2,
-        keep_best="val_loss",
+        checkpoint=nn.Checkpointing(tmp_path, every=2, keep=2, monitor="val_loss"),
         callbacks=[Keep()],
         **{**fit, "verbose": 0},
     )
@@ -185,21 +182,22 @@ def test_retention_best_and_history(tmp_path):
     assert meta["settings"] == {"batch_size": 8, "examples": 40, "shuffle": True}
 
     # Resuming a finished run trains nothing and hands back the saved state and history.
-    done, again = trainer.fit(state, x, y, epochs=7, checkpoint_dir=tmp_path, resume=True, **fit)
+    resume = nn.Checkpointing(tmp_path, resume=True)
+    done, again = trainer.fit(state, x, y, epochs=7, checkpoint=resume, **fit)
     assert_bit_identical(done, states[-1])
     np.testing.assert_array_equal(again["val_loss"], history["val_loss"])
 
 
 def test_resume_skips_a_damaged_newest_checkpoint(tmp_path):
     trainer, state, x, y, fit = (namespace[k] for k in ("trainer", "state", "x", "y", "FIT"))
-    trainer.fit(state, x, y, epochs=4, checkpoint_dir=tmp_path, **fit)
+    trainer.fit(state, x, y, epochs=4, checkpoint=tmp_path, **fit)
     newest = tmp_path / "epoch_000004.safetensors"
     data = bytearray(newest.read_bytes())
     data[-3] ^= 0x10  # one flipped bit in the data
     newest.write_bytes(bytes(data))
     with pytest.warns(UserWarning, match=r"skipping a damaged checkpoint.*corrupted"):
         resumed, history = trainer.fit(
-            state, x, y, epochs=6, checkpoint_dir=tmp_path, resume=True, **fit
+            state, x, y, epochs=6, checkpoint=nn.Checkpointing(tmp_path, resume=True), **fit
         )
     straight, straight_history = trainer.fit(state, x, y, epochs=6, **fit)
     assert_bit_identical(resumed, straight)
@@ -208,11 +206,10 @@ def test_resume_skips_a_damaged_newest_checkpoint(tmp_path):
 
 def test_resume_with_other_settings_or_another_model(tmp_path):
     trainer, state, x, y, fit = (namespace[k] for k in ("trainer", "state", "x", "y", "FIT"))
-    trainer.fit(state, x, y, epochs=1, checkpoint_dir=tmp_path, **fit)
+    trainer.fit(state, x, y, epochs=1, checkpoint=tmp_path, **fit)
+    resume = nn.Checkpointing(tmp_path, resume=True)
     with pytest.raises(ValueError, match=r"cannot resume exactly from .*batch_size=8 then, 16 now"):
-        trainer.fit(
-            state, x, y, epochs=2, checkpoint_dir=tmp_path, resume=True, **{**fit, "batch_size": 16}
-        )
+        trainer.fit(state, x, y, epochs=2, checkpoint=resume, **{**fit, "batch_size": 16})
     other = nn.Trainer(nn.Dense(1), "mse", "sgd")
     with pytest.raises(nn.CheckpointError, match=r"cannot resume: .*does not match"):
         other.fit(
@@ -220,12 +217,11 @@ def test_resume_with_other_settings_or_another_model(tmp_path):
             x,
             y,
             epochs=2,
-            checkpoint_dir=tmp_path,
-            resume=True,
+            checkpoint=resume,
             verbose=0,
         )
     with pytest.warns(UserWarning, match=r"already holds checkpoints.*resume=True"):
-        trainer.fit(state, x, y, epochs=1, checkpoint_dir=tmp_path, **fit)
+        trainer.fit(state, x, y, epochs=1, checkpoint=tmp_path, **fit)
 
 
 def test_resume_into_an_empty_directory_starts_afresh(tmp_path):
@@ -233,7 +229,12 @@ def test_resume_into_an_empty_directory_starts_afresh(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         resumed, _ = trainer.fit(
-            state, x, y, epochs=2, checkpoint_dir=tmp_path / "new", resume=True, **fit
+            state,
+            x,
+            y,
+            epochs=2,
+            checkpoint=nn.Checkpointing(tmp_path / "new", resume=True),
+            **fit,
         )
     assert_bit_identical(resumed, trainer.fit(state, x, y, epochs=2, **fit)[0])
 
@@ -241,17 +242,21 @@ def test_resume_into_an_empty_directory_starts_afresh(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"resume": True}, r"resume=True needs a checkpoint_dir"),
-        ({"keep_best": "val_loss"}, r"keep_best needs a checkpoint_dir"),
-        ({"checkpoint_dir": "DIR", "save_every": 0}, r"save_every must be a positive int"),
-        ({"checkpoint_dir": "DIR", "keep": -1}, r"keep must be a positive int"),
-        ({"checkpoint_dir": "DIR", "keep_best": "val_auc"}, r"keep_best='val_auc' is not one"),
-        ({"checkpoint_dir": "DIR", "best_mode": "up"}, r"best_mode must be 'auto', 'min' or"),
+        ({"every": 0}, r"Checkpointing: every must be a positive int, got 0"),
+        ({"keep": -1}, r"Checkpointing: keep must be a positive int, got -1"),
+        ({"monitor": 3}, r"Checkpointing: monitor must be the name of a log"),
+        ({"mode": "up"}, r"Checkpointing: mode must be one of 'auto', 'min', 'max'; got 'up'"),
     ],
 )
 def test_bad_checkpoint_settings(tmp_path, kwargs, match):
-    trainer, state, x, y, fit = (namespace[k] for k in ("trainer", "state", "x", "y", "FIT"))
-    if kwargs.get("checkpoint_dir") == "DIR":
-        kwargs = {**kwargs, "checkpoint_dir": tmp_path}
     with pytest.raises(ValueError, match=match):
-        trainer.fit(state, x, y, epochs=1, **fit, **kwargs)
+        nn.Checkpointing(tmp_path, **kwargs)
+
+
+def test_checkpoint_monitor_must_be_a_log(tmp_path):
+    trainer, state, x, y, fit = (namespace[k] for k in ("trainer", "state", "x", "y", "FIT"))
+    settings = nn.Checkpointing(tmp_path, monitor="val_auc")
+    with pytest.raises(ValueError, match=r"Checkpointing monitor='val_auc' is not one of the logs"):
+        trainer.fit(state, x, y, epochs=1, checkpoint=settings, **fit)
+    with pytest.raises(TypeError, match=r"checkpoint must be a directory or a jaxnn.Checkpointing"):
+        trainer.fit(state, x, y, epochs=1, checkpoint=3, **fit)

@@ -1,0 +1,373 @@
+"""Turning the user's data into device arrays and batches: checks, splits, shuffles.
+
+Shared by :class:`~jaxnn.Trainer` and :mod:`jaxnn.population`, so that both refuse
+bad data with the same words and shuffle and batch it the same way:
+
+* :func:`prepare` checks and converts ``x``, ``y`` and ``sample_weight`` (NumPy,
+  JAX, nested lists or dicts of arrays) and counts the examples;
+* :func:`validation` and :func:`split_validation` build the held-out set;
+* :func:`shuffled_order`, :func:`batch_indices` and :func:`take` turn an epoch into
+  ``(batches, batch_size)`` gathers inside a compiled program, the last partial
+  batch padded with real examples and masked out.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn._checks import check_positive_int
+from jaxnn._types import PRNGKey
+
+__all__ = [
+    "Data",
+    "batch_indices",
+    "check_batch_size",
+    "num_examples",
+    "prepare",
+    "prepare_members",
+    "shuffled_order",
+    "split_validation",
+    "take",
+    "validation",
+]
+
+
+class Data(NamedTuple):
+    """Checked data on the device: inputs, targets and one weight per example.
+
+    Attributes:
+        x: inputs, an array or a dict of arrays, each ``(examples, ...)``.
+        y: targets ``(examples, ...)``, or ``None`` where none are needed (predict).
+        weight: ``(examples,)`` float32 weights; all 1 when none were given.
+    """
+
+    x: Any
+    y: Any
+    weight: jax.Array
+
+
+def num_examples(where: str, what: str, tree: Any) -> int:
+    """The common leading length of every array in ``tree``.
+
+    Raises:
+        ValueError: for an empty tree, a scalar, or arrays of different lengths.
+
+    Example:
+        >>> num_examples("fit", "x", {"a": np.zeros((3, 2)), "b": np.zeros(3)})
+        3
+    """
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        raise ValueError(f"{where}: {what} is empty; pass arrays with a leading batch axis.")
+    sizes = set()
+    for leaf in leaves:
+        if np.ndim(leaf) == 0:
+            raise ValueError(
+                f"{where}: {what} must have a leading batch axis, got a scalar. "
+                "Pass an array of shape (examples, ...)."
+            )
+        sizes.add(np.shape(leaf)[0])
+    if len(sizes) > 1:
+        raise ValueError(
+            f"{where}: the arrays in {what} have different lengths {sorted(sizes)}; "
+            "every array needs the same number of examples."
+        )
+    return sizes.pop()
+
+
+def _to_array(where: str, what: str, a: Any) -> jax.Array:
+    if isinstance(a, jax.Array):
+        arr = a
+    else:
+        try:
+            arr = np.asarray(a)
+        except ValueError as e:
+            raise ValueError(
+                f"{where}: {what} could not be read as an array ({e}). Pass a NumPy or "
+                "JAX array, or a list of equal-length rows."
+            ) from e
+        if arr.dtype == object:
+            raise ValueError(
+                f"{where}: {what} is not numeric (got dtype object). Pass a NumPy or "
+                "JAX array, or a list of equal-length rows of numbers."
+            )
+        if arr.dtype == np.float64 and not jax.config.jax_enable_x64:
+            arr = arr.astype(np.float32)
+        elif arr.dtype == np.int64 and not jax.config.jax_enable_x64:
+            arr = arr.astype(np.int32)
+    if jnp.issubdtype(arr.dtype, jnp.inexact) and arr.ndim and arr.size:
+        # NumPy data is checked on the host; device data in one compiled call.
+        finite = (
+            np.isfinite(arr).reshape(arr.shape[0], -1).all(axis=1)
+            if isinstance(arr, np.ndarray)
+            else np.asarray(_finite_rows(arr))
+        )
+        if not finite.all():
+            rows = np.flatnonzero(~finite)
+            shown = ", ".join(str(r) for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+            raise ValueError(
+                f"{where}: {what} has NaN or Inf values in {len(rows)} row(s): {shown}. "
+                "Clean or drop those rows before training."
+            )
+    return jnp.asarray(arr)
+
+
+@jax.jit
+def _finite_rows(a: jax.Array) -> jax.Array:
+    return jnp.isfinite(a).reshape(a.shape[0], -1).all(axis=1)
+
+
+def _to_tree(where: str, what: str, data: Any) -> Any:
+    """A dict of inputs stays a dict of arrays; anything else (arrays, NumPy, nested
+    lists of numbers) is one array."""
+    if isinstance(data, dict):
+        return {k: _to_tree(where, f"{what}[{k!r}]", v) for k, v in data.items()}
+    return _to_array(where, what, data)
+
+
+def prepare(
+    where: str, x: Any, y: Any = None, sample_weight: Any = None, *, need_y: bool = False
+) -> tuple[Data, int]:
+    """Checks and converts ``x``, ``y`` and ``sample_weight`` into device arrays.
+
+    float64 and int64 NumPy data become float32 and int32 (unless 64-bit mode is on),
+    as ``jnp.asarray`` would make them; NaN or Inf rows are refused.
+
+    Args:
+        where: the entry point, for messages (``"Trainer.fit"``).
+        x: inputs ``(n, ...)``: an array, a list of rows, or a dict of arrays.
+        y: targets ``(n, ...)``, or ``None``.
+        sample_weight: ``(n,)`` weights, or ``None`` for all ones.
+        need_y: refuse ``y=None``.
+
+    Returns:
+        ``(data, n)``: the :class:`Data` and the number of examples.
+
+    Raises:
+        ValueError: for missing or empty data, NaN or Inf values, ``x`` and ``y`` of
+            different lengths, or weights of the wrong shape.
+
+    Example:
+        >>> data, n = prepare("fit", [[1.0, 2.0], [3.0, 4.0]], [0, 1])
+        >>> n, data.x.dtype, data.weight.tolist()
+        (2, dtype('float32'), [1.0, 1.0])
+    """
+    if x is None:
+        raise ValueError(f"{where}: x is None; pass the input data.")
+    if need_y and y is None:
+        raise ValueError(f"{where}: y is None; pass the targets.")
+    x = _to_tree(where, "x", x)
+    n = num_examples(where, "x", x)
+    if n == 0:
+        raise ValueError(f"{where}: x has no examples (length 0); pass at least one example.")
+    if y is not None:
+        y = _to_tree(where, "y", y)
+        ny = num_examples(where, "y", y)
+        if ny != n:
+            raise ValueError(
+                f"{where}: x has {n} examples but y has {ny}; x and y need the same "
+                "length (one target per example)."
+            )
+    if sample_weight is None:
+        weight = jnp.ones((n,), jnp.float32)
+    else:
+        weight = _to_array(where, "sample_weight", sample_weight)
+        if weight.shape != (n,):
+            raise ValueError(
+                f"{where}: sample_weight has shape {tuple(weight.shape)}, expected "
+                f"({n},): one weight per example."
+            )
+        weight = weight.astype(jnp.float32)
+    return Data(x, y, weight), n
+
+
+def validation(where: str, validation_data: Any) -> tuple[Data, int]:
+    """Checks ``validation_data``, ``(x_val, y_val)`` or ``(x_val, y_val, weights)``.
+
+    Raises:
+        ValueError: for anything else, or bad arrays as :func:`prepare`.
+
+    Example:
+        >>> data, n = validation("fit", (np.zeros((4, 2)), np.ones((4, 1))))
+        >>> n
+        4
+    """
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        raise ValueError(
+            f"{where}: validation_data must be (x_val, y_val) or (x_val, y_val, weights), "
+            f"got {type(validation_data).__name__}"
+            + (f" of length {len(validation_data)}." if hasattr(validation_data, "__len__") else ".")
+        )
+    return prepare(f"{where} (validation_data)", *validation_data, need_y=True)
+
+
+def split_validation(
+    where: str, data: Data, n: int, fraction: float, *, axis: int = 0
+) -> tuple[Data, Data, int]:
+    """Holds out the last ``fraction`` of the examples (before shuffling, as Keras).
+
+    Args:
+        where: the entry point, for messages.
+        data: the checked data.
+        n: its number of examples (along ``axis``).
+        fraction: in ``(0, 1)``.
+        axis: the example axis: 0, or 1 for per-member data ``(members, examples, ...)``.
+
+    Returns:
+        ``(train, held_out, train_examples)``.
+
+    Raises:
+        ValueError: for a fraction outside ``(0, 1)`` or one that leaves either part
+            empty.
+
+    Example:
+        >>> data, n = prepare("fit", np.arange(10.0)[:, None], np.arange(10))
+        >>> train, held_out, m = split_validation("fit", data, n, 0.2)
+        >>> m, held_out.y.tolist()
+        (8, [8, 9])
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+        raise ValueError(f"{where}: validation_split must be a number, got {fraction!r}.")
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"{where}: validation_split must lie in [0, 1), got {fraction!r}.")
+    held = int(n * fraction)
+    if held == 0 or held == n:
+        raise ValueError(
+            f"{where}: validation_split={fraction} of {n} examples leaves {n - held} for "
+            f"training and {held} for validation; both need at least one. Change the "
+            "split or pass validation_data."
+        )
+    cut = n - held
+
+    def part(start: int, stop: int) -> Data:
+        return jax.tree.map(lambda a: jax.lax.slice_in_dim(a, start, stop, axis=axis), data)
+
+    return part(0, cut), part(cut, n), cut
+
+
+def check_batch_size(where: str, batch_size: Any) -> int:
+    """``batch_size`` as an ``int``, or a ``ValueError`` unless it is a positive int.
+
+    Example:
+        >>> check_batch_size("fit", 32)
+        32
+    """
+    return check_positive_int(where, "batch_size", batch_size)
+
+
+def shuffled_order(key: PRNGKey, n: int) -> jax.Array:
+    """A uniformly random permutation of ``range(n)``, by sorts of one ``uint32`` array.
+
+    ``jax.random.permutation`` sorts (random key, index) pairs, a two-operand sort
+    that XLA's CPU backend runs about five times slower than a sort of one array
+    (``benchmarks/population.py`` spends most of its shuffle time there). Here each
+    round packs random bits (high) and the position (low ``b`` bits) into one
+    ``uint32``, sorts that, and reads the positions back from the low bits. Equal
+    random parts keep the previous round's (random) order. The rounds together draw
+    at least ``3 log2 n`` random bits, the rule ``jax.random.permutation`` follows,
+    so the result is as uniform as its. Past ``2**24`` examples it falls back to
+    ``jax.random.permutation``.
+
+    Args:
+        key: the random key.
+        n: the number of items, a Python int.
+
+    Returns:
+        ``(n,)`` int32 indices, a permutation of ``range(n)``.
+
+    Example:
+        >>> sorted(shuffled_order(jax.random.key(0), 5).tolist())
+        [0, 1, 2, 3, 4]
+    """
+    index_bits = max(1, (n - 1).bit_length())
+    if index_bits > 24:
+        return jax.random.permutation(key, n)
+    low = (1 << index_bits) - 1
+    rounds = max(1, math.ceil(3 * math.log2(max(n, 2)) / (32 - index_bits)))
+    position = jnp.arange(n, dtype=jnp.uint32)
+    order = jnp.arange(n, dtype=jnp.int32)
+    for round_key in jax.random.split(key, rounds):
+        bits = jax.random.bits(round_key, (n,), jnp.uint32)
+        packed = (bits & jnp.uint32(0xFFFFFFFF ^ low)) | position
+        order = order[(jnp.sort(packed) & jnp.uint32(low)).astype(jnp.int32)]
+    return order
+
+
+def batch_indices(order: jax.Array, n: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """Indices of shape ``(batches, batch_size)`` and a matching 0/1 mask.
+
+    The last batch is filled up with examples from the start of ``order`` (real data,
+    so statistics such as BatchNorm's stay sensible); the mask marks them out.
+
+    Example:
+        >>> idx, mask = batch_indices(jnp.arange(5), 5, 2)
+        >>> idx.tolist(), mask.tolist()
+        ([[0, 1], [2, 3], [4, 0]], [[True, True], [True, True], [True, False]])
+    """
+    num_batches = -(-n // batch_size)
+    slots = jnp.arange(num_batches * batch_size)
+    idx = order[slots % n].reshape(num_batches, batch_size)
+    mask = (slots < n).reshape(num_batches, batch_size)
+    return idx, mask
+
+
+def take(tree: Any, idx: jax.Array) -> Any:
+    """``a[idx]`` along the leading axis for every array in ``tree``.
+
+    Example:
+        >>> take({"a": jnp.arange(4)}, jnp.array([3, 0]))["a"].tolist()
+        [3, 0]
+    """
+    return jax.tree.map(lambda a: jnp.take(a, idx, axis=0), tree)
+
+
+def prepare_members(
+    where: str, x: Any, y: Any, sample_weight: Any, members: int
+) -> tuple[Data, int]:
+    """Checks per-member data ``(members, examples, ...)``, as :func:`prepare` checks
+    shared data; returns it and the number of examples per member.
+
+    Args:
+        where: the entry point, for messages.
+        x: inputs ``(members, examples, ...)`` (or a dict of such arrays).
+        y: targets ``(members, examples, ...)``.
+        sample_weight: ``(members, examples)`` weights, or ``None`` for all ones.
+        members: the number of members.
+
+    Returns:
+        ``(data, examples)``; ``data.weight`` is ``(members, examples)``.
+
+    Raises:
+        ValueError: for a leading axis that is not ``members``, or bad data as
+            :func:`prepare`.
+
+    Example:
+        >>> data, examples = prepare_members("fit", np.zeros((4, 10, 3)), np.zeros((4, 10)),
+        ...                                  None, 4)
+        >>> examples, data.weight.shape
+        (10, (4, 10))
+    """
+    for what, tree in (("x", x), ("y", y), ("sample_weight", sample_weight)):
+        for leaf in jax.tree.leaves(tree):
+            bad_rank = np.ndim(leaf) != 2 if what == "sample_weight" else np.ndim(leaf) < 2
+            if bad_rank or np.shape(leaf)[0] != members:
+                layout = "examples" if what == "sample_weight" else "examples, ..."
+                raise ValueError(
+                    f"{where}: with member_data=True, {what} needs shape (members={members}, "
+                    f"{layout}), got {np.shape(leaf)}."
+                )
+    flat = lambda t: jax.tree.map(lambda a: np.asarray(a).reshape(-1, *np.shape(a)[2:]), t)
+    w = None if sample_weight is None else np.asarray(sample_weight).reshape(-1)
+    prepare(where, flat(x), flat(y), w)  # the checks, on all members' rows at once
+    x, y = (jax.tree.map(jnp.asarray, t) for t in (x, y))
+    examples = jax.tree.leaves(x)[0].shape[1]
+    if sample_weight is None:
+        weight = jnp.ones((members, examples), jnp.float32)
+    else:
+        weight = jnp.asarray(sample_weight, jnp.float32)
+    return Data(x, y, weight), examples

@@ -1,0 +1,55 @@
+"""Many small networks at once: a population of members in one XLA program.
+
+A population is a stacked :class:`~jaxnn.TrainState`: every leaf has a leading member
+axis of length ``n``. Each member has its own initialisation, shuffle order, dropout
+stream, model state (BatchNorm statistics) and optimizer hyperparameters (traced, so
+changing them never recompiles). Training runs the same pure epoch as
+:meth:`Trainer.fit` (``trainer.programs``) for every member, with one of three
+execution strategies (:mod:`~jaxnn.population.strategy`): ``"vmap"`` (default),
+``"map"`` or ``"chunked"``. All three give the same results, and member ``i`` gives
+the same parameters (to float tolerance) as the same network trained alone with
+:meth:`Trainer.fit` from the same state and data.
+
+The package, one concept per module:
+
+* :mod:`~jaxnn.population.build`: ``init``, ``set_hyperparams``, ``bootstrap``,
+  ``kfold``, ``take_members``, ``num_members``;
+* :mod:`~jaxnn.population.fitting`: ``fit``;
+* :mod:`~jaxnn.population.infer`: ``evaluate``, ``predict``, ``ensemble_predict``,
+  ``select``;
+* :mod:`~jaxnn.population.genome`: ``ravel``, ``flat_apply`` (flat vectors for
+  gradient-free methods);
+* :mod:`~jaxnn.population.strategy`: the execution strategies.
+
+Sharding the member axis over devices is :func:`jaxnn.parallel.shard_members`.
+"""
+
+from jaxnn.population.build import (
+    bootstrap,
+    init,
+    kfold,
+    num_members,
+    set_hyperparams,
+    take_members,
+)
+from jaxnn.population.fitting import fit
+from jaxnn.population.genome import flat_apply, ravel
+from jaxnn.population.infer import ensemble_predict, evaluate, predict, select
+from jaxnn.population.strategy import STRATEGIES
+
+__all__ = [
+    "STRATEGIES",
+    "bootstrap",
+    "ensemble_predict",
+    "evaluate",
+    "fit",
+    "flat_apply",
+    "init",
+    "kfold",
+    "num_members",
+    "predict",
+    "ravel",
+    "select",
+    "set_hyperparams",
+    "take_members",
+]

@@ -1,0 +1,295 @@
+"""Building a population: stacked states, per-member hyperparameters, per-member data.
+
+A population is a stacked :class:`~jaxnn.TrainState`: every leaf has a leading member
+axis. :func:`init` builds one, :func:`set_hyperparams` gives each member its own
+(traced) optimizer hyperparameters, and :func:`bootstrap`, :func:`kfold` and
+:func:`take_members` build per-member data sets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn._checks import check_positive_int
+from jaxnn._types import PRNGKey
+from jaxnn.core import spec_of
+from jaxnn.train import Trainer, TrainState
+
+__all__ = [
+    "bootstrap",
+    "init",
+    "kfold",
+    "num_members",
+    "per_member",
+    "set_hyperparams",
+    "take_members",
+]
+
+
+def num_members(states: TrainState) -> int:
+    """The number of members in a stacked state (the length of its leading axis).
+
+    Args:
+        states: a stacked :class:`~jaxnn.TrainState`, as from :func:`init` or :func:`fit`.
+
+    Returns:
+        The number of members, read from ``states.step``, which has shape ``(members,)``.
+
+    Raises:
+        ValueError: if ``states.step`` is not one-dimensional, e.g. for the single
+            member's state that :func:`select` returns with ``k=None``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxnn as nn
+        >>> trainer = nn.Trainer(nn.Dense(1), "mse", "sgd")
+        >>> num_members(init(trainer, jax.random.key(0), jnp.zeros((1, 3)), 4))
+        4
+    """
+    shape = np.shape(states.step)
+    if len(shape) != 1:
+        raise ValueError(
+            "population: expected a stacked TrainState whose step has shape (members,), "
+            f"got step of shape {shape}. Build one with jaxnn.population.init."
+        )
+    return shape[0]
+
+
+def init(
+    trainer: Trainer,
+    key: PRNGKey,
+    x: Any,
+    n: int,
+    *,
+    hyperparams: dict[str, Any] | None = None,
+    kernel_scale: Any = None,
+) -> TrainState:
+    """Initialises ``n`` members, each from its own key, as one stacked state.
+
+    Member ``i`` equals ``trainer.init(jax.random.split(key, n)[i], x)``.
+
+    Args:
+        trainer: the :class:`~jaxnn.Trainer` (model, loss, optimizer, metrics).
+        key: one key for the whole population.
+        x: an example input with its batch axis (array or ``jax.ShapeDtypeStruct``).
+        n: the number of members.
+        hyperparams: per-member optimizer hyperparameters, e.g.
+            ``{"learning_rate": jnp.logspace(-4, -1, n)}``; see :func:`set_hyperparams`.
+        kernel_scale: ``(n,)`` factors that multiply every member's initial
+            ``kernel`` and ``embedding`` arrays, for populations that differ in
+            initializer scale.
+
+    Returns:
+        A :class:`~jaxnn.TrainState` whose leaves have a leading axis of length ``n``.
+
+    Raises:
+        ValueError: for ``n < 1``, or hyperparameters or scales of the wrong length.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxnn as nn
+        >>> trainer = nn.Trainer(nn.Dense(1), "mse", "sgd")
+        >>> states = init(trainer, jax.random.key(0), jnp.zeros((1, 3)), 8,
+        ...               hyperparams={"learning_rate": jnp.linspace(0.01, 0.1, 8)})
+        >>> states.params["kernel"].shape, states.opt_state.hyperparams["learning_rate"].shape
+        ((8, 3, 1), (8,))
+    """
+    n = check_positive_int("population.init", "n", n)
+    spec = spec_of(x)
+    keys = jax.random.split(key, n)
+    states = jax.vmap(lambda k: trainer.programs.init(k, spec))(keys)
+    if kernel_scale is not None:
+        scale = per_member("population.init", "kernel_scale", kernel_scale, n)
+
+        def rescale(path: tuple, leaf: jax.Array) -> jax.Array:
+            last = getattr(path[-1], "key", None)
+            if last in ("kernel", "embedding"):
+                return leaf * scale.reshape((n,) + (1,) * (leaf.ndim - 1)).astype(leaf.dtype)
+            return leaf
+
+        states = states._replace(params=jax.tree_util.tree_map_with_path(rescale, states.params))
+    if hyperparams:
+        states = set_hyperparams(states, **hyperparams)
+    return states
+
+
+def per_member(where: str, what: str, value: Any, n: int) -> jax.Array:
+    """``value`` as a ``(n,)`` array, one per member; a scalar is broadcast.
+
+    Raises:
+        ValueError: for any other shape.
+
+    Example:
+        >>> per_member("init", "kernel_scale", 2.0, 3).tolist()
+        [2.0, 2.0, 2.0]
+    """
+    arr = jnp.asarray(value)
+    if arr.ndim == 0:
+        arr = jnp.broadcast_to(arr, (n,))
+    if arr.shape != (n,):
+        raise ValueError(
+            f"{where}: {what} has shape {tuple(arr.shape)}, expected ({n},): one value per "
+            "member (or a scalar for all)."
+        )
+    return arr
+
+
+def set_hyperparams(states: TrainState, **values: Any) -> TrainState:
+    """Sets per-member optimizer hyperparameters (traced: no recompilation).
+
+    Args:
+        states: a stacked state whose optimizer was built by
+            :func:`jaxnn.optimizers.get` or ``optax.inject_hyperparams``.
+        **values: name to ``(members,)`` array (or a scalar for every member).
+
+    Returns:
+        The states with those hyperparameters replaced.
+
+    Raises:
+        ValueError: if the optimizer does not trace that hyperparameter, or a value
+            has the wrong length.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxnn as nn
+        >>> trainer = nn.Trainer(nn.Dense(1), "mse", "adam")
+        >>> states = init(trainer, jax.random.key(0), jnp.zeros((1, 3)), 4)
+        >>> states = set_hyperparams(states, learning_rate=jnp.array([0.1, 0.01, 1e-3, 1e-4]))
+        >>> states.opt_state.hyperparams["learning_rate"].tolist()[1]
+        0.009999999776482582
+    """
+    n = num_members(states)
+    found = getattr(states.opt_state, "hyperparams", None)
+    if found is None:
+        raise ValueError(
+            "population.set_hyperparams: this optimizer traces no hyperparameters. Pass "
+            "the optimizer by name (optimizer='adam') or wrap it in "
+            "optax.inject_hyperparams."
+        )
+    new = dict(found)
+    for name, value in values.items():
+        if name not in found:
+            raise ValueError(
+                f"population.set_hyperparams: the optimizer has no traced hyperparameter "
+                f"{name!r}; it has {sorted(found)}."
+            )
+        old = found[name]
+        new[name] = per_member("population.set_hyperparams", name, value, n).astype(old.dtype)
+    return states._replace(opt_state=states.opt_state._replace(hyperparams=new))
+
+
+def bootstrap(key: PRNGKey, members: int, examples: int) -> jax.Array:
+    """Bootstrap resamples for bagging: ``(members, examples)`` indices, with replacement.
+
+    Each row is one member's resample: ``examples`` indices drawn independently and
+    uniformly from ``[0, examples)``, so some examples repeat and others are left out.
+    Pass the rows to :func:`take_members` to build the per-member data sets.
+
+    Args:
+        key: the key for all the draws.
+        members: the number of resamples (rows).
+        examples: the number of examples in the data set, and the length of each
+            resample.
+
+    Returns:
+        Integer indices of shape ``(members, examples)`` (``int32`` unless 64-bit mode
+        is on).
+
+    Example:
+        >>> import jax
+        >>> bootstrap(jax.random.key(0), 4, 10).shape
+        (4, 10)
+        >>> idx = bootstrap(jax.random.key(0), 4, 10)
+        >>> bool(((idx >= 0) & (idx < 10)).all())
+        True
+    """
+    return jax.random.randint(key, (members, examples), 0, examples)
+
+
+def kfold(
+    examples: int, k: int, *, key: PRNGKey | None = None
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Indices and 0/1 weights for k-fold cross-validation, one member per fold.
+
+    Folds differ in size by at most one example, so each member's index list is padded
+    to the longest with weight 0: use the weights as ``sample_weight`` (training) and
+    as validation weights, and the padded examples count for nothing.
+
+    Args:
+        examples: the number of examples.
+        k: the number of folds (members), ``2 <= k <= examples``.
+        key: shuffle the examples before cutting the folds; ``None`` keeps their order.
+
+    Returns:
+        ``(train_idx, train_weight, val_idx, val_weight)``, each ``(k, length)``.
+
+    Example:
+        >>> train_idx, train_w, val_idx, val_w = kfold(10, 3)
+        >>> train_idx.shape, val_idx.shape, val_w.sum(axis=1).tolist()
+        ((3, 7), (3, 4), [4.0, 3.0, 3.0])
+    """
+    if not 2 <= k <= examples:
+        raise ValueError(f"kfold: k must lie in [2, {examples}] for {examples} examples, got {k}.")
+    order = (
+        np.arange(examples) if key is None else np.asarray(jax.random.permutation(key, examples))
+    )
+    folds = np.array_split(order, k)
+    trains = [np.concatenate([f for j, f in enumerate(folds) if j != i]) for i in range(k)]
+
+    def pad(parts: list[np.ndarray]) -> tuple[jax.Array, jax.Array]:
+        length = max(len(p) for p in parts)
+        idx = np.stack([np.pad(p, (0, length - len(p)), mode="edge") for p in parts])
+        weight = np.stack([np.arange(length) < len(p) for p in parts]).astype(np.float32)
+        return jnp.asarray(idx), jnp.asarray(weight)
+
+    return (*pad(trains), *pad(folds))
+
+
+def take_members(tree: Any, idx: jax.Array) -> Any:
+    """Per-member data sets: ``a[idx]`` for every array in ``tree``.
+
+    The result has the layout that ``fit(..., member_data=True)`` and
+    ``evaluate(..., member_data=True)`` expect. Concrete indices are checked: each
+    must lie in ``[0, examples)`` (a JAX gather would silently clamp one past the
+    end, and count a negative one from the end).
+
+    Args:
+        tree: an array, or a pytree of arrays such as ``(x, y)``, each
+            ``(examples, ...)``; anything ``jnp.asarray`` accepts.
+        idx: integer indices ``(members, length)``, e.g. from :func:`bootstrap` or the
+            index arrays of :func:`kfold`.
+
+    Returns:
+        The same tree with every array gathered to ``(members, length, ...)``.
+
+    Raises:
+        ValueError: if ``idx`` is not integer or, when concrete, holds an index
+            outside ``[0, examples)`` for some array.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> take_members(jnp.arange(5.0), jnp.array([[0, 1], [4, 4]])).tolist()
+        [[0.0, 1.0], [4.0, 4.0]]
+    """
+    if not isinstance(idx, (jax.Array, np.ndarray)):
+        idx = np.asarray(idx)
+    if not jnp.issubdtype(jnp.result_type(idx), jnp.integer):
+        raise ValueError(
+            f"take_members: idx must hold integer indices, got dtype {jnp.result_type(idx)}; "
+            "use the indices from bootstrap or kfold."
+        )
+    concrete = not isinstance(idx, jax.core.Tracer)
+    low, high = (int(np.min(idx)), int(np.max(idx))) if concrete and np.size(idx) else (0, 0)
+
+    def take(a: Any) -> jax.Array:
+        a = jnp.asarray(a)
+        if concrete and (low < 0 or high >= a.shape[0]):
+            raise ValueError(
+                f"take_members: indices must lie in [0, {a.shape[0]}) for data of "
+                f"{a.shape[0]} examples, got indices from {low} to {high}; draw them "
+                f"for {a.shape[0]} examples (bootstrap(key, members, {a.shape[0]}))."
+            )
+        return a[idx]
+
+    return jax.tree.map(take, tree)

@@ -1,0 +1,332 @@
+"""Training every member of a population as one compiled program.
+
+Each member runs the same pure epoch as :meth:`~jaxnn.Trainer.fit`
+(``trainer.programs.epoch``), vmapped, mapped or chunked over members
+(:mod:`~jaxnn.population.strategy`). Early stopping is the same rule as the host
+callback's (:func:`jaxnn.train.stopping_rule`), run inside the program with one row
+per member; a member that goes non-finite stops at its last finite epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn import data as data_lib
+from jaxnn._checks import check_choice, check_positive_int
+from jaxnn.data import Data
+from jaxnn.population.build import num_members
+from jaxnn.population.strategy import check_strategy, over_members
+from jaxnn.train import EarlyStopping, History, Trainer, TrainState, finish, stopping_rule
+from jaxnn.train.guard import finite_leaves
+from jaxnn.train.progress import Progress, check_verbose
+
+__all__ = ["fit"]
+
+
+class _Stopping(NamedTuple):
+    """Early stopping inside the program: what ``fit`` passes as a static setting."""
+
+    monitor: str
+    patience: int
+    min_delta: float
+    mode: str
+    restore: bool
+
+
+class _Carry(NamedTuple):
+    """One member's carry through the epochs."""
+
+    state: TrainState
+    stop: Any  # a StopState, or None without early stopping
+    best_state: Any  # the best epoch's state, with restore_best_weights; else None
+    bad_epoch: Any  # int32: the epoch it went non-finite (-1 if never); None if unchecked
+    epoch: jax.Array  # int32: epochs run
+
+
+def _stopping(stop: EarlyStopping | None) -> _Stopping | None:
+    if stop is None:
+        return None
+    if not isinstance(stop, EarlyStopping):
+        raise TypeError(
+            f"population.fit: early_stopping must be a jaxnn.EarlyStopping, got "
+            f"{type(stop).__name__}."
+        )
+    return _Stopping(
+        stop.monitor, stop.patience, stop.min_delta, stop.mode, stop.restore_best_weights
+    )
+
+
+def _select(flag: jax.Array, a: Any, b: Any) -> Any:
+    return jax.tree.map(lambda x, y: jnp.where(flag, x, y), a, b)
+
+
+def _member_epochs(
+    trainer: Trainer,
+    carry: _Carry,
+    data: Data,
+    val: Data | None,
+    *,
+    epochs: int,
+    batch_size: int,
+    shuffle: bool,
+    stopping: _Stopping | None,
+) -> tuple[_Carry, dict[str, jax.Array]]:
+    """``epochs`` epochs of one member, with masked early stopping and, when
+    ``bad_epoch`` is carried, a stop at the first epoch whose loss or state is not
+    finite."""
+    p = trainer.programs
+    rule = None if stopping is None else stopping_rule(*stopping[1:4])
+
+    def one_epoch(carry: _Carry, _: None) -> tuple[_Carry, dict[str, jax.Array]]:
+        new_state, _, sums = p.epoch(carry.state, data, batch_size, shuffle)
+        logs = finish(sums)
+        if val is not None:
+            val_sums = p.evaluate_sums(new_state.params, new_state.model_state, val, batch_size)
+            logs.update({f"val_{k}": v for k, v in finish(val_sums).items()})
+        keep = jnp.ones((), bool)  # whether this epoch's new state is kept
+        bad_epoch = carry.bad_epoch
+        if bad_epoch is not None:
+            state_ok = finite_leaves((new_state.params, new_state.model_state))
+            finite = jnp.isfinite(logs["loss"]) & jnp.all(state_ok)
+            keep = finite & (bad_epoch < 0)
+            bad_epoch = jnp.where(~finite & (bad_epoch < 0), carry.epoch, bad_epoch)
+        stop, best_state = carry.stop, carry.best_state
+        if rule is not None:
+            # A member halted as non-finite is out of early stopping's bookkeeping too.
+            keep = keep & ~stop.stopped
+            stop, improved = rule.update(stop, logs[stopping.monitor], keep, jnp)
+            if stopping.restore:
+                best_state = _select(improved, new_state, best_state)
+        # A stopped member keeps its parameters: the update is masked out.
+        state = _select(keep, new_state, carry.state)
+        logs = {k: jnp.where(keep, v, jnp.nan) for k, v in logs.items()}
+        return _Carry(state, stop, best_state, bad_epoch, carry.epoch + 1), logs
+
+    return jax.lax.scan(one_epoch, carry, None, length=epochs)
+
+
+def _run(
+    trainer: Trainer,
+    carry: _Carry,
+    data: Data,
+    val: Data | None,
+    *,
+    epochs: int,
+    batch_size: int,
+    shuffle: bool,
+    stopping: _Stopping | None,
+    member_data: bool,
+    strategy: str,
+    chunk_size: int | None,
+    n: int,
+) -> tuple[_Carry, dict[str, jax.Array]]:
+    def member(args: tuple) -> tuple:
+        member_carry, own = args
+        d, v = own if member_data else (data, val)
+        return _member_epochs(
+            trainer,
+            member_carry,
+            d,
+            v,
+            epochs=epochs,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            stopping=stopping,
+        )
+
+    per_member = (carry, (data, val) if member_data else None)
+    return over_members(member, strategy, chunk_size, n)(per_member)
+
+
+_run_jit = jax.jit(
+    _run,
+    static_argnames=(
+        "trainer",
+        "epochs",
+        "batch_size",
+        "shuffle",
+        "stopping",
+        "member_data",
+        "strategy",
+        "chunk_size",
+        "n",
+    ),
+)
+
+
+def _data(
+    where: str, x: Any, y: Any, sample_weight: Any, member_data: bool, n: int
+) -> tuple[Data, int]:
+    if member_data:
+        return data_lib.prepare_members(where, x, y, sample_weight, n)
+    return data_lib.prepare(where, x, y, sample_weight, need_y=True)
+
+
+def fit(
+    trainer: Trainer,
+    states: TrainState,
+    x: Any,
+    y: Any,
+    *,
+    epochs: int = 1,
+    batch_size: int = 32,
+    shuffle: bool = True,
+    validation_split: float = 0.0,
+    validation_data: tuple | None = None,
+    sample_weight: Any = None,
+    member_data: bool = False,
+    early_stopping: EarlyStopping | None = None,
+    strategy: str = "vmap",
+    chunk_size: int | None = None,
+    verbose: int = 0,
+    on_nonfinite: str = "stop",
+) -> tuple[TrainState, History]:
+    """Trains every member of a population, as one compiled program.
+
+    Args:
+        trainer: the :class:`~jaxnn.Trainer` the members share.
+        states: a stacked state from :func:`~jaxnn.population.init`.
+        x: inputs: ``(examples, ...)`` shared by all members (never copied per
+            member), or ``(members, examples, ...)`` with ``member_data=True``.
+        y: targets, laid out as ``x``.
+        epochs: passes over the data.
+        batch_size: examples per update.
+        shuffle: each member reshuffles its data every epoch, with its own key.
+        validation_split: the fraction held out from the end of the data.
+        validation_data: ``(x_val, y_val)`` or ``(x_val, y_val, weights)``, laid out
+            as ``x`` (per member with ``member_data=True``).
+        sample_weight: weights, ``(examples,)`` or ``(members, examples)``.
+        member_data: whether the data has a leading member axis (bagging, k-fold).
+        early_stopping: an :class:`~jaxnn.EarlyStopping` applied to every member
+            inside the program: a stopped member's updates are masked out (its
+            parameters freeze, or return to its best with ``restore_best_weights``)
+            while the others go on. Its logs read NaN after it stopped.
+        strategy: ``"vmap"``, ``"map"`` or ``"chunked"`` (see
+            :mod:`jaxnn.population.strategy`).
+        chunk_size: members per chunk, with ``strategy="chunked"``.
+        verbose: 0 silent; 1 a progress bar and 2 a line per epoch, each showing the
+            population's best, median and worst loss and metrics.
+        on_nonfinite: ``"stop"`` (the default): a member whose epoch ends with a NaN
+            or Inf loss, parameter or model state (a learning rate too high, in a
+            sweep) goes back to its state at the start of that epoch and trains no
+            further, while the others go on; ``history["nonfinite_epoch"]`` gives, per
+            member, that 0-based epoch (-1 if none), and its logs read NaN from then on.
+            ``"ignore"``: no check; such a member's params go non-finite.
+
+    Returns:
+        ``(states, history)``; every log has shape ``(members, epochs)``. With early
+        stopping ``history["stopped_epoch"]`` gives, per member, the 0-based epoch at
+        which it stopped (-1 if it never did); under ``on_nonfinite="stop"``,
+        ``history["nonfinite_epoch"]`` (``(members,)``) gives the epoch it went
+        non-finite (-1 if it never did).
+
+    Raises:
+        ValueError: for bad data or settings, as :meth:`Trainer.fit`.
+        TypeError: for an ``early_stopping`` that is not an ``EarlyStopping``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, numpy as np, jaxnn as nn
+        >>> x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+        >>> y = x.sum(axis=1, keepdims=True)
+        >>> trainer = nn.Trainer(nn.Dense(1), "mse", "sgd")
+        >>> states = nn.population.init(trainer, jax.random.key(0), x, 16,
+        ...                             hyperparams={"learning_rate": jnp.logspace(-3, -1, 16)})
+        >>> states, history = nn.population.fit(trainer, states, x, y, epochs=5, batch_size=16)
+        >>> history["loss"].shape
+        (16, 5)
+    """
+    where = "population.fit"
+    n = num_members(states)
+    chunk_size = check_strategy(strategy, chunk_size, n)
+    if on_nonfinite == "continue":
+        raise ValueError(
+            f"{where}: on_nonfinite='continue' is now called 'ignore' (no check), the word "
+            "every jaxnn entry point uses."
+        )
+    check_choice(where, "on_nonfinite", on_nonfinite, ("stop", "ignore"))
+    stopping = _stopping(early_stopping)
+    verbose = check_verbose(where, verbose)
+    batch_size = data_lib.check_batch_size(where, batch_size)
+    epochs = check_positive_int(where, "epochs", epochs, minimum=0)
+
+    data, examples = _data(where, x, y, sample_weight, member_data, n)
+    val = None
+    if validation_data is not None:
+        xv, yv, *wv = validation_data
+        val, _ = _data(where, xv, yv, wv[0] if wv else None, member_data, n)
+    elif validation_split:
+        axis = 1 if member_data else 0
+        data, val, _ = data_lib.split_validation(
+            where, data, examples, validation_split, axis=axis
+        )
+    if stopping is not None and stopping.monitor.startswith("val_") and val is None:
+        raise ValueError(
+            f"{where}: early_stopping monitors {stopping.monitor!r} but there is no validation "
+            "data; pass validation_data or validation_split, or monitor 'loss'."
+        )
+
+    rule = None if stopping is None else stopping_rule(*stopping[1:4])
+    carry = _Carry(
+        state=states,
+        stop=None if rule is None else rule.init((n,), jnp),
+        best_state=states if stopping is not None and stopping.restore else None,
+        bad_epoch=None if on_nonfinite == "ignore" else jnp.full((n,), -1, jnp.int32),
+        epoch=jnp.zeros((n,), jnp.int32),
+    )
+    run = lambda c, k: _run_jit(
+        trainer,
+        c,
+        data,
+        val,
+        epochs=k,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        stopping=stopping,
+        member_data=member_data,
+        strategy=strategy,
+        chunk_size=chunk_size,
+        n=n,
+    )
+    if verbose == 0:
+        carry, logs = run(carry, epochs) if epochs else (carry, {})
+        history = {k: np.asarray(v) for k, v in jax.device_get(logs).items()}
+    else:
+        carry, history = _fit_per_epoch(run, carry, epochs, verbose, n)
+    if carry.bad_epoch is not None:
+        history["nonfinite_epoch"] = np.asarray(carry.bad_epoch)
+    states = carry.state
+    if carry.stop is not None:
+        history["stopped_epoch"] = np.asarray(carry.stop.stopped_epoch)
+        if stopping.restore:
+            states = carry.best_state
+    return states, History(history)
+
+
+def _fit_per_epoch(
+    run: Any, carry: _Carry, epochs: int, verbose: int, n: int
+) -> tuple[_Carry, dict[str, np.ndarray]]:
+    """One program per epoch, reporting the population's progress after each."""
+    progress = Progress(verbose, epochs)
+    collected: dict[str, list] = {}
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        carry, logs = run(carry, 1)
+        logs = {k: np.asarray(v)[:, 0] for k, v in jax.device_get(logs).items()}
+        for k, v in logs.items():
+            collected.setdefault(k, []).append(v)
+        progress.epoch_end(epoch, logs, time.perf_counter() - start)
+        done = np.zeros(n, bool) if carry.stop is None else np.asarray(carry.stop.stopped)
+        if carry.bad_epoch is not None:
+            done = done | (np.asarray(carry.bad_epoch) >= 0)
+        if done.all() and epoch + 1 < epochs:
+            # Every member has stopped: the epochs left would only log NaN, as they do
+            # when all epochs run as one program, so write that instead.
+            for v in collected.values():
+                v.extend([np.full_like(v[0], np.nan)] * (epochs - epoch - 1))
+            break
+    return carry, {k: np.stack(v, axis=1) for k, v in collected.items()}

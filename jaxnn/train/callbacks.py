@@ -1,0 +1,269 @@
+"""What runs around the compiled epochs: ``History``, callbacks, and early stopping.
+
+Early stopping is written once, as a pure rule over arrays (:func:`stopping_rule`:
+``init`` and ``update``). The host callback :class:`EarlyStopping` runs it on NumPy
+scalars after each epoch; :func:`jaxnn.population.fit` runs the same rule inside its
+compiled program, one row per member.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from jaxnn._checks import check_positive_int, resolve_mode
+
+__all__ = [
+    "Callback",
+    "EarlyStopping",
+    "History",
+    "LambdaCallback",
+    "StopState",
+    "StoppingRule",
+    "as_callback",
+    "stopping_rule",
+]
+
+
+class History(dict):
+    """Per-epoch logs: ``history["loss"]``, ``history["val_accuracy"]``, ... as arrays.
+
+    A ``dict`` from log name to a NumPy array with one value per epoch run.
+    ``history.history`` is the same dict, for code written for Keras.
+
+    Example:
+        >>> h = History({"loss": np.array([0.5, 0.25])})
+        >>> h.history["loss"].tolist(), h.epochs
+        ([0.5, 0.25], 2)
+    """
+
+    @property
+    def history(self) -> dict[str, np.ndarray]:
+        return self
+
+    @property
+    def epochs(self) -> int:
+        """How many epochs were run."""
+        # A population's logs are (members, epochs): the epochs are the last axis.
+        return int(np.shape(next(iter(self.values())))[-1]) if self else 0
+
+
+class Callback:
+    """Something run on the host after each epoch. Override what you need.
+
+    ``on_epoch_end`` returning ``True`` stops training after that epoch. The state
+    passed is a :class:`~jaxnn.TrainState`.
+    """
+
+    def on_train_begin(self, state: Any) -> None:
+        """Called once before the first epoch."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float], state: Any) -> bool | None:
+        """Called after each epoch with its 0-based index and its logs."""
+
+    def on_train_end(self, state: Any) -> Any:
+        """Called once at the end; may return a different state (best weights)."""
+        return state
+
+
+class LambdaCallback(Callback):
+    """Wraps a plain function ``fn(epoch, logs)``; returning ``True`` stops training.
+
+    Example:
+        >>> seen = []
+        >>> cb = LambdaCallback(lambda epoch, logs: seen.append(epoch))
+        >>> cb.on_epoch_end(0, {"loss": 1.0}, None); seen
+        [0]
+    """
+
+    def __init__(self, fn: Callable[[int, dict[str, float]], bool | None]):
+        self.fn = fn
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float], state: Any) -> bool | None:
+        del state
+        return self.fn(epoch, logs)
+
+
+def as_callback(cb: Callback | Callable) -> Callback:
+    """A :class:`Callback` as it is; a function ``fn(epoch, logs)`` wrapped.
+
+    Raises:
+        TypeError: for anything else.
+
+    Example:
+        >>> isinstance(as_callback(lambda epoch, logs: None), LambdaCallback)
+        True
+    """
+    if isinstance(cb, Callback):
+        return cb
+    if callable(cb):
+        return LambdaCallback(cb)
+    raise TypeError(
+        f"a callback must be a jaxnn.Callback or a function fn(epoch, logs), got "
+        f"{type(cb).__name__}."
+    )
+
+
+# --------------------------------------------------------------- the stopping rule
+
+
+class StopState(NamedTuple):
+    """Early stopping's bookkeeping: arrays of one shape (``()``, or ``(members,)``).
+
+    Attributes:
+        best: the best monitored value so far.
+        wait: epochs since the last improvement.
+        stopped: whether training has stopped.
+        stopped_epoch: the 0-based epoch at which it stopped, or -1.
+        epoch: how many epochs the rule has seen.
+    """
+
+    best: Any
+    wait: Any
+    stopped: Any
+    stopped_epoch: Any
+    epoch: Any
+
+
+class StoppingRule(NamedTuple):
+    """Early stopping as two pure functions, in the manner of optax.
+
+    ``init(shape) -> StopState``; ``update(stop, value, active) -> (stop, improved)``.
+    ``value`` is the monitored log of the epoch just run; ``active`` is False for an
+    entry whose epoch does not count (already stopped, or halted elsewhere), which
+    then changes nothing. ``improved`` says the epoch was a new best. Both take
+    ``xp``, the array module: NumPy on the host, ``jax.numpy`` inside a program.
+    """
+
+    init: Callable[..., StopState]
+    update: Callable[..., tuple[StopState, Any]]
+
+
+def stopping_rule(patience: int, min_delta: float, mode: str) -> StoppingRule:
+    """The rule: stop after ``patience`` epochs that did not improve by ``min_delta``.
+
+    Args:
+        patience: epochs without improvement before stopping.
+        min_delta: the smallest change that counts as an improvement.
+        mode: ``"min"`` or ``"max"``.
+
+    Returns:
+        A :class:`StoppingRule`.
+
+    Example:
+        >>> rule = stopping_rule(patience=1, min_delta=0.0, mode="min")
+        >>> stop = rule.init((), np)
+        >>> for value in [3.0, 2.0, 2.5, 2.4]:
+        ...     stop, improved = rule.update(stop, value, True, np)
+        >>> bool(stop.stopped), int(stop.stopped_epoch)
+        (True, 3)
+    """
+    worst = math.inf if mode == "min" else -math.inf
+
+    def init(shape: tuple[int, ...], xp: Any) -> StopState:
+        return StopState(
+            best=xp.full(shape, worst, xp.float32),
+            wait=xp.zeros(shape, xp.int32),
+            stopped=xp.zeros(shape, bool),
+            stopped_epoch=xp.full(shape, -1, xp.int32),
+            epoch=xp.zeros(shape, xp.int32),
+        )
+
+    def update(stop: StopState, value: Any, active: Any, xp: Any) -> tuple[StopState, Any]:
+        active = active & ~stop.stopped
+        if mode == "min":
+            better = value < stop.best - min_delta
+        else:
+            better = value > stop.best + min_delta
+        improved = active & better
+        wait = xp.where(active, xp.where(better, 0, stop.wait + 1), stop.wait).astype(xp.int32)
+        stopping = active & (wait > patience)
+        new = StopState(
+            best=xp.where(improved, value, stop.best).astype(xp.float32),
+            wait=wait,
+            stopped=stop.stopped | stopping,
+            stopped_epoch=xp.where(stopping, stop.epoch, stop.stopped_epoch).astype(xp.int32),
+            epoch=(stop.epoch + 1).astype(xp.int32),
+        )
+        return new, improved
+
+    return StoppingRule(init, update)
+
+
+class EarlyStopping(Callback):
+    """Stops when a monitored log has not improved for ``patience`` epochs.
+
+    The same rule (:func:`stopping_rule`) stops members of a population inside the
+    compiled program when passed as ``population.fit(..., early_stopping=...)``.
+
+    Args:
+        monitor: the log to watch, e.g. ``"val_loss"`` or ``"val_accuracy"``.
+        patience: epochs without improvement before stopping.
+        min_delta: the smallest change that counts as an improvement.
+        mode: ``"min"``, ``"max"``, or ``"auto"`` (max for accuracy-like names).
+        restore_best_weights: hand back the state of the best epoch at the end.
+
+    Raises:
+        ValueError: for an unknown ``mode`` or a negative ``patience``.
+
+    Example:
+        >>> stop = EarlyStopping("loss", patience=1)
+        >>> stop.on_train_begin(None)
+        >>> [stop.on_epoch_end(e, {"loss": v}, None) for e, v in enumerate([3.0, 2.0, 2.5, 2.4])]
+        [False, False, False, True]
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        *,
+        patience: int = 0,
+        min_delta: float = 0.0,
+        mode: str = "auto",
+        restore_best_weights: bool = False,
+    ):
+        self.mode = resolve_mode("EarlyStopping", mode, monitor)
+        self.patience = check_positive_int("EarlyStopping", "patience", patience, minimum=0)
+        self.monitor = monitor
+        self.min_delta = abs(min_delta)
+        self.restore_best_weights = restore_best_weights
+        self.rule = stopping_rule(self.patience, self.min_delta, self.mode)
+
+    def on_train_begin(self, state: Any) -> None:
+        self.stop = self.rule.init((), np)
+        self.best_epoch = -1
+        self.best_state = None
+
+    @property
+    def best(self) -> float:
+        """The best monitored value so far."""
+        return float(self.stop.best)
+
+    @property
+    def stopped_epoch(self) -> int | None:
+        """The 0-based epoch at which training stopped, or ``None``."""
+        epoch = int(self.stop.stopped_epoch)
+        return None if epoch < 0 else epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float], state: Any) -> bool:
+        if self.monitor not in logs:
+            raise ValueError(
+                f"EarlyStopping: monitor {self.monitor!r} is not in the logs; they have "
+                f"{sorted(logs)}. Monitor one of those (val_* needs validation data)."
+            )
+        self.stop, improved = self.rule.update(
+            self.stop, np.float32(logs[self.monitor]), np.bool_(True), np
+        )
+        if improved:
+            self.best_epoch = epoch
+            if self.restore_best_weights:
+                self.best_state = state
+        return bool(self.stop.stopped)
+
+    def on_train_end(self, state: Any) -> Any:
+        if self.restore_best_weights and self.best_state is not None:
+            return self.best_state
+        return state

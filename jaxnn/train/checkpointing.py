@@ -1,0 +1,241 @@
+"""``fit``'s checkpointing policy: one settings value and the directory it governs.
+
+``Trainer.fit(..., checkpoint=Checkpointing(directory, every=..., keep=...,
+monitor=..., resume=...))`` (or ``checkpoint="directory"`` for the defaults) saves
+the :class:`~jaxnn.TrainState` with :func:`jaxnn.checkpoint.save`, atomically, as
+``epoch_<epochs done, 6 digits>.safetensors``, keeps the newest ``keep``, and with a
+``monitor`` keeps ``best.safetensors``. Each file's metadata ``{"jaxnn_fit": ...}``
+holds the epoch count, the history, the fit settings and the best value so far, so
+that a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import re
+import warnings
+from typing import Any
+
+from jaxnn import checkpoint as checkpoint_lib
+from jaxnn._checks import check_positive_int, resolve_mode
+
+__all__ = ["CheckpointDirectory", "Checkpointing"]
+
+_EPOCH_FILE = re.compile(r"epoch_(\d+)\.safetensors")
+_BEST_FILE = "best.safetensors"
+_LEFTOVER = re.compile(r"\.(epoch_\d+|best)\.safetensors\.[0-9a-f]+\.tmp")
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpointing:
+    """How ``fit`` saves checkpoints, and whether it resumes from them.
+
+    Args:
+        directory: the directory to save into (created if missing).
+        every: save after every this many epochs (and always after the last one).
+        keep: how many of the newest epoch checkpoints to keep.
+        monitor: a log to keep the best epoch by, e.g. ``"val_loss"``, in
+            ``best.safetensors``; ``None`` keeps no best.
+        mode: ``"min"``, ``"max"`` or ``"auto"`` (max for accuracy-like names), for
+            ``monitor``.
+        resume: continue from the newest readable checkpoint in ``directory``;
+            ``epochs`` is then the *total* number of epochs (Keras's
+            ``initial_epoch``).
+
+    Raises:
+        ValueError: for a non-positive ``every`` or ``keep``, a ``monitor`` that is
+            not a string, or an unknown ``mode``.
+
+    Example:
+        >>> Checkpointing("runs/a", every=5, monitor="val_loss").mode
+        'min'
+    """
+
+    directory: str | os.PathLike
+    every: int = 1
+    keep: int = 3
+    monitor: str | None = None
+    mode: str = "auto"
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        where = "Checkpointing"
+        if not isinstance(self.directory, (str, os.PathLike)):
+            raise TypeError(
+                f"{where}: directory must be a path, got {type(self.directory).__name__}."
+            )
+        check_positive_int(where, "every", self.every)
+        check_positive_int(where, "keep", self.keep)
+        if self.monitor is not None and not isinstance(self.monitor, str):
+            raise ValueError(
+                f"{where}: monitor must be the name of a log such as 'val_loss', or None; "
+                f"got {self.monitor!r}."
+            )
+        mode = resolve_mode(where, self.mode, self.monitor or "")
+        object.__setattr__(self, "mode", mode)
+
+    @classmethod
+    def of(cls, where: str, value: Any) -> Checkpointing | None:
+        """``None``, a ``Checkpointing``, or a directory path (default settings).
+
+        Raises:
+            TypeError: for anything else.
+        """
+        if value is None or isinstance(value, Checkpointing):
+            return value
+        if isinstance(value, (str, os.PathLike)):
+            return cls(value)
+        raise TypeError(
+            f"{where}: checkpoint must be a directory or a jaxnn.Checkpointing, got "
+            f"{type(value).__name__}."
+        )
+
+
+class CheckpointDirectory:
+    """The files of one :class:`Checkpointing` directory: save, prune, find, restore.
+
+    Args:
+        where: the entry point, for messages.
+        settings: the :class:`Checkpointing`.
+    """
+
+    def __init__(self, where: str, settings: Checkpointing):
+        self.where = where
+        self.settings = settings
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.directory = os.fspath(settings.directory)
+        os.makedirs(self.directory, exist_ok=True)
+        for name in os.listdir(self.directory):  # left by saves that were killed midway
+            if _LEFTOVER.fullmatch(name):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.directory, name))
+
+    def on_disk(self) -> list[tuple[int, str]]:
+        """``(epochs done, path)`` of every epoch checkpoint, oldest first."""
+        found = []
+        for name in os.listdir(self.directory):
+            match = _EPOCH_FILE.fullmatch(name)
+            if match:
+                found.append((int(match.group(1)), os.path.join(self.directory, name)))
+        return sorted(found)
+
+    def check_monitor(self, names: list[str]) -> None:
+        """Refuses a ``monitor`` that is not one of the logs ``names``."""
+        monitor = self.settings.monitor
+        if monitor is not None and monitor not in names:
+            raise ValueError(
+                f"{self.where}: Checkpointing monitor={monitor!r} is not one of the logs "
+                f"{sorted(names)}. Pick one of those (val_* needs validation data)."
+            )
+
+    def warn_if_not_empty(self) -> None:
+        """Warns that a fresh run will overwrite and prune a directory in use."""
+        if self.on_disk():
+            warnings.warn(
+                f"{self.where}: checkpoint directory {self.directory!r} already holds "
+                "checkpoints; this run overwrites those of the same epochs and prunes the "
+                "oldest. Pass Checkpointing(..., resume=True) to continue from them, or "
+                "use an empty directory.",
+                stacklevel=4,
+            )
+
+    def restore_latest(
+        self, like: Any, settings: dict[str, Any]
+    ) -> tuple[Any, int, dict[str, list]] | None:
+        """The newest readable checkpoint: its state, epochs done and history.
+
+        Damaged files are skipped with a warning; a file of another model raises.
+
+        Raises:
+            CheckpointError: for checkpoints of another model or optimizer.
+            ValueError: for a checkpoint trained with other fit ``settings``.
+        """
+        for epoch, path in reversed(self.on_disk()):
+            try:
+                meta = checkpoint_lib.read_metadata(path)["user"]["jaxnn_fit"]
+                state = checkpoint_lib.restore(path, like)
+            except checkpoint_lib.CheckpointError as e:
+                if "does not match the expected tree" in str(e):
+                    raise checkpoint_lib.CheckpointError(
+                        f"{self.where}: cannot resume: {e} (the checkpoint directory holds "
+                        "checkpoints of another model or optimizer; use another directory)"
+                    ) from None
+                warnings.warn(f"{self.where}: skipping a damaged checkpoint: {e}", stacklevel=4)
+                continue
+            except (OSError, KeyError, TypeError) as e:
+                warnings.warn(
+                    f"{self.where}: skipping {path!r}, which is not a fit checkpoint ({e!r}).",
+                    stacklevel=4,
+                )
+                continue
+            saved = meta.get("settings", {})
+            changed = [
+                f"{k}={saved.get(k)!r} then, {v!r} now"
+                for k, v in settings.items()
+                if saved.get(k) != v
+            ]
+            if changed:
+                raise ValueError(
+                    f"{self.where}: cannot resume exactly from {path!r}: it was trained with "
+                    f"{'; '.join(changed)}. Pass the same data and settings, or resume=False "
+                    "with a new checkpoint directory."
+                )
+            self.best, self.best_epoch = meta.get("best"), meta.get("best_epoch")
+            history = {
+                k: [math.nan if v is None else v for v in values]
+                for k, values in meta.get("history", {}).items()
+            }
+            return state, int(meta.get("epoch", epoch)), history
+        return None
+
+    def after_epoch(
+        self,
+        state: Any,
+        epoch: int,
+        history: dict[str, list],
+        logs: dict[str, float],
+        settings: dict[str, Any],
+        *,
+        last: bool,
+    ) -> None:
+        """Saves the best (if improved) and the periodic checkpoint; prunes old ones."""
+        monitor, mode = self.settings.monitor, self.settings.mode
+        if monitor is not None:
+            value = logs[monitor]
+            better = math.isfinite(value) and (
+                self.best is None or (value < self.best if mode == "min" else value > self.best)
+            )
+            if better:
+                self.best, self.best_epoch = value, epoch
+                self._save(
+                    os.path.join(self.directory, _BEST_FILE), state, epoch, history, settings
+                )
+        if epoch % self.settings.every == 0 or last:
+            name = f"epoch_{epoch:06d}.safetensors"
+            self._save(os.path.join(self.directory, name), state, epoch, history, settings)
+            for _, path in self.on_disk()[: -self.settings.keep]:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+
+    def _save(
+        self,
+        path: str,
+        state: Any,
+        epoch: int,
+        history: dict[str, list],
+        settings: dict[str, Any],
+    ) -> None:
+        finite = lambda v: v if not isinstance(v, float) or math.isfinite(v) else None
+        meta = {
+            "epoch": epoch,
+            "history": {k: [finite(v) for v in values] for k, values in history.items()},
+            "settings": settings,
+            "monitor": self.settings.monitor,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+        }
+        checkpoint_lib.save(path, state, metadata={"jaxnn_fit": meta})

@@ -1,0 +1,87 @@
+"""Progress output after each epoch, one reporter for ``Trainer.fit`` and populations.
+
+``verbose=1`` draws a Keras-like bar per epoch, ``verbose=2`` prints one line per
+epoch, ``verbose=0`` prints nothing. An epoch runs as one compiled program, so its bar
+is drawn once, full, with the epoch's time and logs, as Keras's bar looks at the end
+of an epoch. A population's logs (one value per member) are shown as the
+population's best, median and worst.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+
+from jaxnn._checks import higher_is_better
+
+__all__ = ["Progress", "check_verbose"]
+
+
+def check_verbose(where: str, verbose: Any) -> int:
+    """``verbose`` if it is 0, 1 or 2; else a ``ValueError``.
+
+    Example:
+        >>> check_verbose("fit", 2)
+        2
+    """
+    if verbose in (0, 1, 2) and not isinstance(verbose, bool):
+        return int(verbose)
+    raise ValueError(f"{where}: verbose must be 0, 1 or 2, got {verbose!r}.")
+
+
+def _format(name: str, value: Any) -> str:
+    if isinstance(value, np.ndarray) and value.ndim:
+        finite = value[np.isfinite(value)]
+        if finite.size == 0:
+            return f"{name}: stopped"
+        high = higher_is_better(name)
+        best, worst = (finite.max(), finite.min()) if high else (finite.min(), finite.max())
+        return f"{name}: best {best:.4f} / median {np.median(finite):.4f} / worst {worst:.4f}"
+    if isinstance(value, float):
+        return f"{name}: {value:.4f}"
+    return f"{name}: {value}"
+
+
+class Progress:
+    """Reports each epoch's logs.
+
+    Args:
+        verbose: 0, 1 or 2.
+        epochs: the number of epochs asked for.
+        steps: batches per epoch, shown in the bar (``None``: not shown).
+
+    Example:
+        >>> Progress(2, epochs=3).epoch_end(0, {"loss": 0.5}, seconds=0.25)
+        Epoch 1/3 - 0.25s - loss: 0.5000
+    """
+
+    def __init__(self, verbose: int, epochs: int, steps: int | None = None):
+        self.verbose, self.epochs, self.steps = verbose, epochs, steps
+
+    def epoch_end(self, epoch: int, logs: dict[str, Any], seconds: float) -> None:
+        """Shows epoch ``epoch`` (0-based), which took ``seconds``, with its logs."""
+        if self.verbose == 0:
+            return
+        text = " - ".join(_format(k, v) for k, v in logs.items())
+        title = f"Epoch {epoch + 1}/{self.epochs}"
+        if self.verbose == 2:
+            print(f"{title} - {seconds:.2f}s - {text}", flush=True)
+            return
+        from tqdm.auto import tqdm  # imported only when a bar is shown
+
+        safe = text.replace("{", "{{").replace("}", "}}")
+        total = self.steps or 1
+        counter = "{n_fmt}/{total_fmt} " if self.steps else ""
+        bar = tqdm(
+            total=total,
+            initial=total,
+            file=sys.stdout,
+            bar_format=f"{title} {counter}[{{bar:20}}] {{elapsed}} - {safe}",
+            ascii=" =",
+            delay=1e9,
+        )
+        bar.start_t -= seconds
+        bar.delay = 0
+        bar.close()

@@ -1,0 +1,543 @@
+"""``Trainer``: a model with its loss, optimizer and metrics, and a compiled ``fit``.
+
+``fit`` reads as three parts: check the arguments, plan the run (data on the device,
+validation, callbacks, checkpoints), then run all epochs as one program when nothing
+on the host needs to see them one by one, or one program per epoch otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxnn import data as data_lib
+from jaxnn import losses as losses_lib
+from jaxnn import metrics as metrics_lib
+from jaxnn import optimizers
+from jaxnn._checks import check_choice, check_positive_int
+from jaxnn._types import Params, PRNGKey, State
+from jaxnn.core import Layer, as_layer, spec_of
+from jaxnn.data import Data
+from jaxnn.train.callbacks import Callback, History, as_callback
+from jaxnn.train.checkpointing import CheckpointDirectory, Checkpointing
+from jaxnn.train.guard import new_guard, nonfinite_error
+from jaxnn.train.programs import Programs, TrainState, finish, programs
+from jaxnn.train.progress import Progress, check_verbose
+
+__all__ = ["Trainer"]
+
+
+@dataclasses.dataclass
+class _Plan:
+    """What ``fit`` runs, once the arguments are checked."""
+
+    data: Data
+    val: Data | None
+    examples: int
+    epochs: int
+    batch_size: int
+    shuffle: bool
+    policy: str | None  # the guard's policy; None for on_nonfinite="ignore"
+    skip: bool
+    callbacks: list[Callback]
+    checkpoints: CheckpointDirectory | None
+    resume: bool
+    verbose: int
+
+
+class Trainer:
+    """A model with its loss, optimizer and metrics: Keras's ``compile``, made pure.
+
+    A ``Trainer`` holds no arrays: every method takes and returns a
+    :class:`TrainState`. It owns the compiled programs, so build it once and reuse it.
+    Its pure, uncompiled programs are ``trainer.programs`` (a
+    :class:`~jaxnn.train.Programs`), the seam :mod:`jaxnn.population` builds on.
+
+    Args:
+        model: a :class:`~jaxnn.Layer` (or a plain function, lifted).
+        loss: a loss name (``"binary_crossentropy"``, ``"mse"``, ...) or a function
+            ``loss(predictions, targets)`` giving one value per example.
+        optimizer: a Keras name (``"adam"``, ``"sgd"``, ``"rmsprop"``, ``"adamw"``)
+            with Keras's defaults, or an optax transformation.
+        metrics: names (``"accuracy"``, ``"mae"``, ...) or metric functions.
+
+    Raises:
+        ValueError: for unknown names, or metric names that repeat or are ``"loss"``.
+
+    Example:
+        >>> import jax, numpy as np
+        >>> import jaxnn as nn
+        >>> x = np.random.default_rng(0).random((100, 4), dtype=np.float32)
+        >>> y = (x.sum(axis=1) > 2).astype(np.float32)
+        >>> model = nn.Sequential(nn.Dense(32, "relu"), nn.Dense(1, "sigmoid"))
+        >>> trainer = nn.Trainer(model, "binary_crossentropy", "adam", metrics=["accuracy"])
+        >>> state = trainer.init(jax.random.key(0), x)
+        >>> state, history = trainer.fit(state, x, y, epochs=3, batch_size=10, verbose=0)
+        >>> history["loss"].shape, sorted(history)
+        ((3,), ['accuracy', 'loss'])
+    """
+
+    def __init__(
+        self,
+        model: Layer | Callable,
+        loss: str | Callable = "mse",
+        optimizer: str | optax.GradientTransformation = "adam",
+        metrics: Sequence[str | Callable] = (),
+    ):
+        if isinstance(metrics, str):
+            metrics = [metrics]
+        self.model = as_layer(model)
+        self.loss = losses_lib.get(loss)
+        self.optimizer = optimizers.get(optimizer)
+        self.metrics = tuple(metrics_lib.get(m) for m in metrics)
+        names = [m.name for m in self.metrics]
+        if len(set(names)) != len(names) or "loss" in names:
+            raise ValueError(f"Trainer: metric names must be unique and not 'loss', got {names}.")
+        self.programs: Programs = programs(self.model, self.loss, self.optimizer, self.metrics)
+        self._checked: set = set()
+        self.train_step = jax.jit(self._train_step)
+        self._run = jax.jit(
+            self._run_epochs, static_argnames=("epochs", "batch_size", "shuffle", "policy")
+        )
+        self._evaluate = jax.jit(self.programs.evaluate_sums, static_argnames=("batch_size",))
+        self._predict = jax.jit(self.programs.predict_batches, static_argnames=("batch_size",))
+
+    def __repr__(self) -> str:
+        metrics = [m.name for m in self.metrics]
+        return f"Trainer(model={self.model!r}, loss={self.loss.name!r}, metrics={metrics})"
+
+    def log_names(self, validation: bool = False) -> list[str]:
+        """The names of the logs ``fit`` writes: ``loss``, the metrics, and their
+        ``val_`` forms with ``validation``.
+
+        Example:
+            >>> import jaxnn as nn
+            >>> nn.Trainer(nn.Dense(1), "mse", "sgd", ["mae"]).log_names(validation=True)
+            ['loss', 'mae', 'val_loss', 'val_mae']
+        """
+        names = ["loss", *(m.name for m in self.metrics)]
+        return names + [f"val_{k}" for k in names] if validation else names
+
+    # -- state
+
+    def init(self, key: PRNGKey, x: Any) -> TrainState:
+        """Initialises the model and the optimizer.
+
+        Args:
+            key: a ``jax.random.key``; it seeds the params and, split off, the
+                shuffling and dropout stream.
+            x: an example input with its batch axis (an array, a
+                ``jax.ShapeDtypeStruct``, or a pytree of them); no data is read.
+
+        Returns:
+            A :class:`TrainState` at step 0.
+
+        Raises:
+            TypeError: if ``key`` is not a JAX key.
+
+        Example:
+            >>> import jax, jaxnn as nn
+            >>> trainer = nn.Trainer(nn.Dense(1), "mse", "sgd")
+            >>> state = trainer.init(jax.random.key(0), jax.ShapeDtypeStruct((1, 3), "float32"))
+            >>> int(state.step), state.params["kernel"].shape
+            (0, (3, 1))
+        """
+        if not isinstance(key, jax.Array):
+            raise TypeError(
+                f"Trainer.init: key must be a jax.random.key, got {type(key).__name__}. "
+                "Use jax.random.key(seed)."
+            )
+        return self.programs.init(key, spec_of(x))
+
+    # -- one step
+
+    def _train_step(
+        self, state: TrainState, x: Any, y: Any, sample_weight: jax.Array | None = None
+    ) -> tuple[TrainState, dict[str, jax.Array]]:
+        n = data_lib.num_examples("Trainer.train_step", "x", x)
+        ones = jnp.ones((n,), jnp.float32)
+        weight = ones if sample_weight is None else sample_weight
+        key = jax.random.fold_in(state.key, state.step)
+        new_state, sums = self.programs.step(state, x, y, weight, ones, key)
+        return new_state, finish(sums)
+
+    # -- whole epochs
+
+    def _run_epochs(
+        self,
+        state: TrainState,
+        data: Data,
+        val: Data | None,
+        *,
+        epochs: int,
+        batch_size: int,
+        shuffle: bool,
+        policy: str | None,
+    ) -> tuple[TrainState, dict[str, jax.Array], dict[str, jax.Array], Any]:
+        """``epochs`` epochs: the state, per-epoch logs, per-epoch guard facts
+        (``skipped``, ``halted``) and the final guard (``None`` without a policy)."""
+
+        def one_epoch(carry: tuple, _: None) -> tuple[tuple, tuple]:
+            state, guard = carry
+            if guard is not None:
+                guard = guard._replace(skipped=jnp.zeros((), jnp.int32))
+            state, guard, sums = self.programs.epoch(
+                state, data, batch_size, shuffle, guard, policy
+            )
+            logs = finish(sums)
+            if val is not None:
+                val_sums = self.programs.evaluate_sums(
+                    state.params, state.model_state, val, batch_size
+                )
+                logs.update({f"val_{k}": v for k, v in finish(val_sums).items()})
+            facts = {} if guard is None else {"skipped": guard.skipped, "halted": guard.halted}
+            return (state, guard), (logs, facts)
+
+        guard = None if policy is None else new_guard(state.params)
+        (state, guard), (logs, facts) = jax.lax.scan(one_epoch, (state, guard), None, epochs)
+        return state, logs, facts, guard
+
+    def fit(
+        self,
+        state: TrainState,
+        x: Any,
+        y: Any,
+        *,
+        epochs: int = 1,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        validation_split: float = 0.0,
+        validation_data: tuple | None = None,
+        sample_weight: Any = None,
+        verbose: int = 1,
+        callbacks: Sequence[Callback | Callable] = (),
+        on_nonfinite: str = "raise",
+        checkpoint: str | Checkpointing | None = None,
+    ) -> tuple[TrainState, History]:
+        """Trains for ``epochs`` passes over ``(x, y)``, compiled with ``lax.scan``.
+
+        Each epoch shuffles inside the program (a uniformly random permutation
+        drawn as ``jax.random.permutation`` draws it, but with cheaper sorts) and
+        scans over ``ceil(n / batch_size)`` batches. A last partial batch is padded
+        with real examples that are masked out of the loss, the gradient and the
+        metrics, so the epoch's loss is exactly the mean over all ``n`` examples.
+        When ``verbose=0`` and there are no callbacks or checkpoints, all epochs run
+        as one program and the host sees the logs once at the end.
+
+        **Numerical guard.** Every step checks, inside the compiled program, that its
+        loss and its gradients are finite. With
+        ``on_nonfinite="raise"`` the first bad step and every step after it are not
+        applied, and the host raises :class:`~jaxnn.NonFiniteError` at the end of
+        that epoch (or, when all epochs run as one program, at the end of the
+        program), naming the epoch, the batch, the step and the first non-finite
+        gradient path; ``error.state`` is the last finite state. With ``"skip"`` a
+        bad step leaves the state as it was and training goes on;
+        ``history["skipped_steps"]`` counts them per epoch, and the epoch's logs
+        average over the applied steps. ``"ignore"`` checks nothing.
+
+        **Checkpoints.** With ``checkpoint`` (a directory, or a
+        :class:`~jaxnn.Checkpointing` for the settings), the state is saved
+        atomically as ``epoch_000005.safetensors`` after every ``every``-th epoch and
+        after the last one, keeping the newest ``keep``; with a ``monitor``,
+        ``best.safetensors`` holds the state of the best epoch by that log. Each
+        file's metadata holds the epoch count, the history so far and the fit
+        settings. With ``resume=True`` the newest readable checkpoint there is
+        restored (damaged ones are skipped, with a warning) and training continues:
+        ``epochs`` is the *total* number of epochs, as Keras's ``initial_epoch``, so
+        a run of ``epochs=10`` stopped after 5 and resumed with ``epochs=10`` runs 5
+        more, with the same optimizer state and random stream, and gives
+        bit-identical parameters and a history of all 10 epochs. The state passed in
+        is used only if there is no checkpoint yet. Callbacks start afresh on resume
+        (an :class:`~jaxnn.EarlyStopping` forgets its patience). Leftover temporary
+        files of saves killed midway are removed.
+
+        Args:
+            state: the :class:`TrainState` to start from.
+            x: inputs ``(n, ...)``: an array, a NumPy array, a list of rows, or a
+                pytree of arrays with the same leading length.
+            y: targets ``(n, ...)``, as the loss expects.
+            epochs: passes over the data.
+            batch_size: examples per update.
+            shuffle: reshuffle the training data before each epoch.
+            validation_split: the fraction of the data, taken from the end before
+                shuffling (as Keras does), held out for validation.
+            validation_data: ``(x_val, y_val)`` or ``(x_val, y_val, weights)``;
+                overrides ``validation_split``.
+            sample_weight: ``(n,)`` weights of each example in the loss.
+            verbose: 0 silent; 1 a progress bar per epoch with the loss and metrics;
+                2 one line per epoch.
+            callbacks: :class:`~jaxnn.Callback` objects (such as
+                :class:`~jaxnn.EarlyStopping`) or functions ``fn(epoch, logs)``;
+                returning ``True`` stops training.
+            on_nonfinite: ``"raise"``, ``"skip"`` or ``"ignore"``, for a step whose
+                loss or gradients are NaN or Inf (see above).
+            checkpoint: ``None`` (save nothing), a directory, or a
+                :class:`~jaxnn.Checkpointing`.
+
+        Returns:
+            ``(state, history)``: the trained state and a :class:`~jaxnn.History` of
+            per-epoch ``loss``, metrics, ``val_*`` logs, and with
+            ``on_nonfinite="skip"`` ``skipped_steps``. After a resume it covers
+            every epoch, those before the checkpoint included.
+
+        Raises:
+            ValueError: for empty data, ``x`` and ``y`` of different lengths, NaN or
+                Inf in the data, a non-positive ``batch_size``, a
+                ``validation_split`` outside ``[0, 1)``, targets whose shape does
+                not fit the predictions, a checkpoint ``monitor`` that is not a log,
+                or a checkpoint to resume from that was written with another
+                ``batch_size``, number of examples or ``shuffle``.
+            NonFiniteError: under ``on_nonfinite="raise"``, for a non-finite loss or
+                gradient.
+
+        Example:
+            >>> import jax, numpy as np, os, tempfile
+            >>> import jaxnn as nn
+            >>> x = np.random.default_rng(0).random((64, 3), dtype=np.float32)
+            >>> y = x.sum(axis=1, keepdims=True)
+            >>> trainer = nn.Trainer(nn.Dense(1), "mse", "sgd")
+            >>> state = trainer.init(jax.random.key(0), x)
+            >>> directory = tempfile.mkdtemp()
+            >>> _, h = trainer.fit(state, x, y, epochs=2, verbose=0, checkpoint=directory)
+            >>> sorted(os.listdir(directory))
+            ['epoch_000001.safetensors', 'epoch_000002.safetensors']
+            >>> state, h = trainer.fit(state, x, y, epochs=4, verbose=0,
+            ...                        checkpoint=nn.Checkpointing(directory, resume=True))
+            >>> int(state.step), h.epochs  # 2 epochs restored, 2 more run; 2 steps each
+            (8, 4)
+        """
+        plan = self._plan(
+            state,
+            x,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            validation_split=validation_split,
+            validation_data=validation_data,
+            sample_weight=sample_weight,
+            verbose=verbose,
+            callbacks=callbacks,
+            on_nonfinite=on_nonfinite,
+            checkpoint=checkpoint,
+        )
+        if plan.verbose == 0 and not plan.callbacks and plan.checkpoints is None:
+            return self._fit_whole(state, plan)
+        return self._fit_per_epoch(state, plan)
+
+    def _plan(self, state: TrainState, x: Any, y: Any, **settings: Any) -> _Plan:
+        """Checks ``fit``'s arguments and puts the data on the device."""
+        where = "Trainer.fit"
+        if not isinstance(state, TrainState):
+            raise TypeError(
+                f"{where}: state must be a TrainState from Trainer.init, got "
+                f"{type(state).__name__}."
+            )
+        batch_size = data_lib.check_batch_size(where, settings["batch_size"])
+        epochs = check_positive_int(where, "epochs", settings["epochs"], minimum=0)
+        verbose = check_verbose(where, settings["verbose"])
+        on_nonfinite = settings["on_nonfinite"]
+        if on_nonfinite in ("stop", "continue"):
+            raise ValueError(
+                f"{where}: on_nonfinite={on_nonfinite!r} is for populations; a single "
+                "network takes 'raise', 'skip' or 'ignore'."
+            )
+        check_choice(where, "on_nonfinite", on_nonfinite, ("raise", "skip", "ignore"))
+        checkpointing = Checkpointing.of(where, settings["checkpoint"])
+
+        data, n = data_lib.prepare(where, x, y, settings["sample_weight"], need_y=True)
+        val = None
+        if settings["validation_data"] is not None:
+            val, _ = data_lib.validation(where, settings["validation_data"])
+        elif settings["validation_split"]:
+            data, val, n = data_lib.split_validation(
+                where, data, n, settings["validation_split"]
+            )
+        self._check_targets(state, data.x, data.y)
+
+        checkpoints = None
+        if checkpointing is not None:
+            checkpoints = CheckpointDirectory(where, checkpointing)
+            names = self.log_names(validation=val is not None)
+            checkpoints.check_monitor(names + (["skipped_steps"] if on_nonfinite == "skip" else []))
+        return _Plan(
+            data=data,
+            val=val,
+            examples=n,
+            epochs=epochs,
+            batch_size=batch_size,
+            shuffle=bool(settings["shuffle"]),
+            policy=None if on_nonfinite == "ignore" else on_nonfinite,
+            skip=on_nonfinite == "skip",
+            callbacks=[as_callback(cb) for cb in settings["callbacks"]],
+            checkpoints=checkpoints,
+            resume=checkpointing is not None and checkpointing.resume,
+            verbose=verbose,
+        )
+
+    def _run_plan(self, state: TrainState, plan: _Plan, epochs: int) -> tuple:
+        return self._run(
+            state,
+            plan.data,
+            plan.val,
+            epochs=epochs,
+            batch_size=plan.batch_size,
+            shuffle=plan.shuffle,
+            policy=plan.policy,
+        )
+
+    def _fit_whole(self, state: TrainState, plan: _Plan) -> tuple[TrainState, History]:
+        """All epochs in one program: a bad step freezes the state there, and the host
+        learns of it once, at the end."""
+        if not plan.epochs:
+            return state, History()
+        new_state, logs, facts, guard = self._run_plan(state, plan, plan.epochs)
+        logs, facts = jax.device_get((logs, facts))
+        history = {k: np.asarray(v) for k, v in logs.items()}
+        if plan.skip:
+            history["skipped_steps"] = np.asarray(facts["skipped"])
+        if guard is not None:
+            halted = np.asarray(facts["halted"])
+            if halted.any():
+                bad = int(np.argmax(halted))
+                before = History({k: v[:bad] for k, v in history.items()} if bad else {})
+                raise nonfinite_error(
+                    "Trainer.fit", guard, new_state, bad, plan.epochs, before
+                )
+        return new_state, History(history)
+
+    def _fit_per_epoch(self, state: TrainState, plan: _Plan) -> tuple[TrainState, History]:
+        """One program per epoch; the host sees each epoch's logs, for progress,
+        callbacks and checkpoints."""
+        where = "Trainer.fit"
+        first_epoch, history = 0, {}
+        settings = {
+            "batch_size": plan.batch_size,
+            "examples": plan.examples,
+            "shuffle": plan.shuffle,
+        }
+        ckpt = plan.checkpoints
+        if ckpt is not None:
+            found = ckpt.restore_latest(state, settings) if plan.resume else None
+            if found is not None:
+                state, first_epoch, history = found
+            elif not plan.resume:
+                ckpt.warn_if_not_empty()
+
+        progress = Progress(plan.verbose, plan.epochs, -(-plan.examples // plan.batch_size))
+        for cb in plan.callbacks:
+            cb.on_train_begin(state)
+        for epoch in range(first_epoch, plan.epochs):
+            start = time.perf_counter()
+            new_state, logs, facts, guard = self._run_plan(state, plan, 1)
+            logs, facts = jax.device_get((logs, facts))
+            logs = {k: float(v[0]) for k, v in logs.items()}
+            if plan.skip:
+                logs["skipped_steps"] = int(facts["skipped"][0])
+            if guard is not None and facts["halted"][0]:
+                before = History({k: np.asarray(v) for k, v in history.items()})
+                raise nonfinite_error(where, guard, new_state, epoch, plan.epochs, before)
+            state = new_state
+            for k, v in logs.items():
+                history.setdefault(k, []).append(v)
+            progress.epoch_end(epoch, logs, time.perf_counter() - start)
+            stop = False
+            for cb in plan.callbacks:
+                stop = bool(cb.on_epoch_end(epoch, dict(logs), state)) or stop
+            if ckpt is not None:
+                last = stop or epoch + 1 == plan.epochs
+                ckpt.after_epoch(state, epoch + 1, history, logs, settings, last=last)
+            if stop:
+                break
+        for cb in plan.callbacks:
+            state = cb.on_train_end(state)
+        return state, History({k: np.asarray(v) for k, v in history.items()})
+
+    def _check_targets(self, state: TrainState, x: Any, y: Any) -> None:
+        """Fails at the door, not deep in a trace, when the targets do not fit."""
+        x1, y1 = spec_of(x), spec_of(y)
+        signature = (jax.tree.structure((x1, y1)), tuple(jax.tree.leaves((x1, y1))))
+        if signature in self._checked:
+            return
+
+        def per_example(params: Params, model_state: State, xb: Any, yb: Any) -> jax.Array:
+            predictions, _ = self.model.apply(params, model_state, xb)
+            return self.loss.per_example(predictions, yb)
+
+        jax.eval_shape(per_example, state.params, state.model_state, x1, y1)
+        self._checked.add(signature)
+
+    # -- evaluate and predict
+
+    def evaluate(
+        self,
+        state: TrainState,
+        x: Any,
+        y: Any,
+        *,
+        batch_size: int = 32,
+        sample_weight: Any = None,
+    ) -> dict[str, float]:
+        """The loss and metrics over ``(x, y)``, in inference mode, batched and masked.
+
+        Args:
+            state: the trained state.
+            x: inputs ``(n, ...)``.
+            y: targets ``(n, ...)``.
+            batch_size: examples per forward pass; the result does not depend on it.
+            sample_weight: ``(n,)`` weights of each example in the loss.
+
+        Returns:
+            ``{"loss": ..., "<metric>": ...}`` as Python floats.
+
+        Raises:
+            ValueError: for bad data, as :meth:`fit`.
+
+        Example:
+            >>> import jax, jax.numpy as jnp, jaxnn as nn
+            >>> trainer = nn.Trainer(nn.Dense(1), "mse", "sgd")
+            >>> state = trainer.init(jax.random.key(0), jnp.zeros((1, 3)))
+            >>> sorted(trainer.evaluate(state, jnp.ones((5, 3)), jnp.ones((5, 1))))
+            ['loss']
+        """
+        where = "Trainer.evaluate"
+        batch_size = data_lib.check_batch_size(where, batch_size)
+        data, n = data_lib.prepare(where, x, y, sample_weight, need_y=True)
+        self._check_targets(state, data.x, data.y)
+        sums = self._evaluate(state.params, state.model_state, data, batch_size=min(batch_size, n))
+        return {k: float(v) for k, v in jax.device_get(finish(sums)).items()}
+
+    def predict(self, state: TrainState, x: Any, *, batch_size: int = 32) -> Any:
+        """The model's outputs on ``x`` in inference mode, batched.
+
+        Args:
+            state: the trained state.
+            x: inputs ``(n, ...)``.
+            batch_size: examples per forward pass; the result does not depend on it.
+
+        Returns:
+            The outputs, ``(n, ...)``.
+
+        Raises:
+            ValueError: for bad data, as :meth:`fit`.
+
+        Example:
+            >>> import jax, jax.numpy as jnp, jaxnn as nn
+            >>> trainer = nn.Trainer(nn.Dense(2), "mse", "sgd")
+            >>> state = trainer.init(jax.random.key(0), jnp.zeros((1, 3)))
+            >>> trainer.predict(state, jnp.ones((5, 3))).shape
+            (5, 2)
+        """
+        where = "Trainer.predict"
+        batch_size = data_lib.check_batch_size(where, batch_size)
+        data, n = data_lib.prepare(where, x)
+        return self._predict(
+            state.params, state.model_state, data.x, batch_size=min(batch_size, n)
+        )
