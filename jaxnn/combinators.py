@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from jaxnn._types import Params, PRNGKey, Spec, State
 from jaxnn.core import (
@@ -23,6 +22,7 @@ from jaxnn.core import (
     scope,
     unique_names,
 )
+from jaxnn.core import merge as merge_outputs
 from jaxnn.repeat import Repeat  # its own module, re-exported with its peers
 
 __all__ = ["Parallel", "Repeat", "Residual", "Sequential"]
@@ -139,24 +139,6 @@ def Sequential(*layers: LayerLike | Sequence[LayerLike], name: str | None = None
     return Layer(init, apply, "Sequential", name, children, child_inputs)
 
 
-def _merge_fn(merge: str | Callable | None) -> Callable[[list], Any]:
-    if merge is None:
-        return tuple
-    if callable(merge):
-        return merge
-    if merge in ("concat", "concatenate"):
-        return lambda ys: jnp.concatenate(ys, axis=-1)
-    if merge == "add":
-        return lambda ys: sum(ys[1:], ys[0])
-    if merge == "stack":
-        return lambda ys: jnp.stack(ys, axis=-1)
-    raise LayerError(
-        "Parallel",
-        f"unknown merge {merge!r}. Use 'concat', 'add', 'stack', None (a tuple of the "
-        "outputs) or a function of the list of outputs.",
-    )
-
-
 def Parallel(
     *layers: LayerLike | Sequence[LayerLike],
     merge: str | Callable[[list], Any] | None = "concat",
@@ -167,16 +149,18 @@ def Parallel(
     Args:
         *layers: the branches (layers, functions or activation names), as separate
             arguments or as one list. Each sees the same input.
-        merge: ``"concat"`` (along the last axis, the default), ``"add"``, ``"stack"``
-            (a new last axis), ``None`` for a tuple of the outputs, or a function of
-            the list of outputs.
+        merge: how to merge the outputs, in the words of :func:`jaxnn.core.merge`:
+            ``"concat"`` (along the last axis, the default), ``"add"``, ``"mul"``,
+            ``"mean"``, ``"stack"`` (along a new last axis), ``None`` for a tuple of the
+            outputs, or a function ``f(outputs) -> y`` of the list of outputs.
         name: the name of this layer inside a parent.
 
     Returns:
         A layer with one params and state entry per branch that has any.
 
     Raises:
-        LayerError: for an unknown merge, or branch outputs the merge cannot combine
+        LayerError: for an unknown merge (a Keras word such as ``"sum"`` names the
+            jaxnn word), or branch outputs the merge cannot combine
             (found at ``init``).
 
     Example:
@@ -189,7 +173,7 @@ def Parallel(
     """
     children = _children(_flatten_args(layers, "Parallel"), "Parallel")
     names = [n for n, _ in children]
-    merge_fn = _merge_fn(merge)
+    merge_fn = merge_outputs("Parallel", merge)
 
     def init(key: PRNGKey, x: Spec) -> tuple[Params, State]:
         params: Params = {}

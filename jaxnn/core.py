@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import operator
 import re
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import activations
+from jaxnn._checks import lookup
 from jaxnn._types import ApplyFn, InitFn, Params, PRNGKey, Spec, State
 
 __all__ = [
@@ -30,6 +34,7 @@ __all__ = [
     "as_layer",
     "child_key",
     "check_entries",
+    "merge",
     "output_spec",
     "scope",
     "snake_case",
@@ -421,3 +426,68 @@ def as_layer(obj: Layer | Callable | str) -> Layer:
         return fn(x), state
 
     return Layer(init=init, apply=apply, kind=kind)
+
+
+_MERGES: dict[str, Callable[[Sequence[Any]], Any]] = {
+    "concat": lambda ys: jnp.concatenate(ys, axis=-1),
+    "add": lambda ys: functools.reduce(operator.add, ys),
+    "mul": lambda ys: functools.reduce(operator.mul, ys),
+    "mean": lambda ys: functools.reduce(operator.add, ys) / len(ys),
+    "stack": lambda ys: jnp.stack(ys, axis=-1),
+}
+# The merge words of ``merge``, mapped to functions of the list of outputs.
+
+_OLD_MERGE_WORDS = {
+    "sum": "add",
+    "ave": "mean",
+    "average": "mean",
+    "concatenate": "concat",
+    "multiply": "mul",
+}
+
+
+def merge(where: str, how: str | Callable[[list], Any] | None) -> Callable[[Sequence[Any]], Any]:
+    """The function that merges a list of outputs, named by one vocabulary for every layer.
+
+    ``Parallel`` merges its branches and ``Bidirectional`` its two directions with it.
+
+    Args:
+        where: the kind of the layer that merges, for the message (``"Parallel"``).
+        how: ``"concat"`` (along the last axis), ``"add"``, ``"mul"`` (elementwise),
+            ``"mean"`` (elementwise), ``"stack"`` (along a new last axis), ``None`` for
+            a tuple of the outputs, or a function ``f(outputs) -> y`` of the list.
+
+    Returns:
+        A function ``f(outputs) -> y`` of a list of arrays.
+
+    Raises:
+        LayerError: for an unknown word, listing the valid ones; a Keras word
+            (``"sum"``, ``"ave"``, ``"concatenate"``, ...) names the jaxnn word.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> merge("Parallel", "mean")([jnp.array([1.0]), jnp.array([3.0])]).tolist()
+        [2.0]
+        >>> merge("Bidirectional", "sum")
+        Traceback (most recent call last):
+        ...
+        jaxnn.core.LayerError: Bidirectional: merge 'sum' is called 'add' in jaxnn. Use \
+merge='add'.
+    """
+    if how is None:
+        return tuple
+    if callable(how):
+        return how
+    if isinstance(how, str) and how.lower() in _OLD_MERGE_WORDS:
+        new = _OLD_MERGE_WORDS[how.lower()]
+        raise LayerError(where, f"merge {how!r} is called {new!r} in jaxnn. Use merge={new!r}.")
+    if not isinstance(how, str):
+        raise LayerError(
+            where,
+            f"merge must be a name, None or a function f(outputs) -> y, got "
+            f"{type(how).__name__}: {how!r}.",
+        )
+    try:
+        return lookup("merge", how, _MERGES, "pass None (a tuple) or a function f(outputs) -> y")
+    except ValueError as e:
+        raise LayerError(where, str(e)) from None

@@ -27,6 +27,7 @@ from jaxnn.core import (
     spec_of,
     unique_names,
 )
+from jaxnn.layers._common import check_positive
 
 __all__ = ["Repeat"]
 
@@ -34,10 +35,7 @@ _KIND = "Repeat"
 
 
 def _check_n(n: Any) -> None:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise LayerError(
-            _KIND, f"n is the number of copies and must be a positive integer, got {n!r}."
-        )
+    check_positive(_KIND, "n (the number of copies)", n)
 
 
 def _check_unroll(unroll: Any) -> None:

@@ -14,7 +14,9 @@ from tests.case import Case
 CASES = {
     "Conv": [
         Case(
-            "1d_causal_dilated", lambda: conv.Conv(4, (3,), padding="CAUSAL", dilation=2), (2, 7, 3)
+            "1d_causal_dilated",
+            lambda: conv.Conv(4, (3,), padding="CAUSAL", kernel_dilation=2),
+            (2, 7, 3),
         ),
         Case(
             "2d_pairs_groups",
@@ -38,7 +40,7 @@ CASES = {
         ),
         Case(
             "2d_pairs_dilated",
-            lambda: conv.ConvTranspose(2, (2, 2), padding=((1, 0), (0, 1)), dilation=2),
+            lambda: conv.ConvTranspose(2, (2, 2), padding=((1, 0), (0, 1)), kernel_dilation=2),
             (2, 3, 3, 2),
         ),
     ],

@@ -9,6 +9,7 @@ from jaxnn.layers.recurrent import (
     RNN,
     Bidirectional,
     GRUCell,
+    LSTMCell,
     SimpleRNN,
     SimpleRNNCell,
 )
@@ -57,10 +58,15 @@ CASES = {
         ),
     ],
     "Bidirectional": [
-        Case("gru_cell_sum", lambda: Bidirectional(GRUCell(2), merge="sum"), SHAPE),
+        Case("gru_cell_add", lambda: Bidirectional(GRUCell(2), merge="add"), SHAPE),
         Case(
             "lengths_lstm_seq_concat",
-            lambda: with_lengths(Bidirectional(LSTM(2, return_sequences=True))),
+            lambda: with_lengths(Bidirectional(LSTMCell(2), return_sequences=True)),
+            SHAPE,
+        ),
+        Case(
+            "carry_mean_unroll",
+            lambda: Bidirectional(SimpleRNNCell(2), "mean", return_carry=True, unroll=2),
             SHAPE,
         ),
     ],

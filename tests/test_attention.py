@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxnn.core import LayerError
-from jaxnn.layers.attention import MultiHeadAttention
+from jaxnn.layers.attention import MultiHeadAttention, dot_product_attention
 
 # The layer runs in float32 and the reference in float64; with sequences of at most 7
 # positions and 8-16 features, float32 rounding stays below 1e-5 relative.
@@ -239,13 +239,13 @@ def test_jit_traces_once():
 
 
 def test_config_errors():
-    with pytest.raises(LayerError, match=r"num_heads must be a positive integer, got 0"):
+    with pytest.raises(LayerError, match=r"num_heads must be a positive int, got 0"):
         MultiHeadAttention(0)
     with pytest.raises(LayerError, match=r"num_heads=4 must be a multiple of num_kv_heads=3"):
         MultiHeadAttention(4, num_kv_heads=3)
     with pytest.raises(LayerError, match=r"rate is the probability of dropping.*got 1.5"):
         MultiHeadAttention(2, dropout_rate=1.5)
-    with pytest.raises(LayerError, match=r"key_size must be a positive integer"):
+    with pytest.raises(LayerError, match=r"key_size must be a positive int, got -1\."):
         MultiHeadAttention(2, key_size=-1)
     with pytest.raises(LayerError, match=r"unknown initializer 'glorot'"):
         MultiHeadAttention(2, kernel_init="glorot")
@@ -301,3 +301,75 @@ def test_params_from_another_configuration():
         LayerError, match=r"params have entries \['bias'\] that this layer does not have"
     ):
         MultiHeadAttention(2, use_bias=False).apply(params, {}, x)
+
+
+# -- dot_product_attention, the pure function
+
+
+def np_attention(q, k, v, allowed=None):
+    """softmax(q kᵀ / sqrt(d)) v per example and head, in float64; q: (b, q, H, d)."""
+    q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
+    batch, q_len, heads, size = q.shape
+    group = heads // k.shape[2]
+    out = np.zeros_like(q)
+    for b in range(batch):
+        for h in range(heads):
+            logits = q[b, :, h] @ k[b, :, h // group].T / np.sqrt(size)
+            for i in range(q_len):
+                ok = np.ones(k.shape[1], bool) if allowed is None else allowed[b, h, i]
+                if ok.any():
+                    e = np.exp(logits[i][ok] - logits[i][ok].max())
+                    out[b, i, h] = (e / e.sum()) @ v[b, ok, h // group]
+    return out
+
+
+@pytest.mark.parametrize(("heads", "kv_heads"), [(2, 2), (4, 2), (3, 1)])
+def test_dot_product_attention_matches_numpy(heads, kv_heads):
+    q, k, v = data((2, 5, heads, 4), 1), data((2, 7, kv_heads, 4), 2), data((2, 7, kv_heads, 4), 3)
+    y = dot_product_attention(q, k, v)
+    assert y.shape == (2, 5, heads, 4) and y.dtype == jnp.float32
+    np.testing.assert_allclose(y, np_attention(q, k, v), **TOL)
+
+
+def test_dot_product_attention_mask_broadcasts_and_empty_rows_are_zero():
+    q, k, v = data((2, 4, 2, 3), 1), data((2, 6, 2, 3), 2), data((2, 6, 2, 3), 3)
+    mask = np.random.default_rng(4).random((2, 1, 4, 6)) < 0.6
+    mask[0, 0, 1] = False  # a query row that may attend to nothing
+    y = dot_product_attention(q, k, v, jnp.asarray(mask))
+    allowed = np.broadcast_to(mask, (2, 2, 4, 6))
+    np.testing.assert_allclose(y, np_attention(q, k, v, allowed), **TOL)
+    assert not np.asarray(y[0, 1]).any()
+    with pytest.raises(ValueError, match=r"mask of shape \(2, 4, 6\) does not broadcast"):
+        dot_product_attention(q, k, v, jnp.asarray(mask[:, 0]))
+
+
+def test_dot_product_attention_errors_and_dropout():
+    q, k = data((1, 2, 4, 3)), data((1, 3, 3, 3))
+    with pytest.raises(ValueError, match=r"4 query heads cannot share 3 key/value heads"):
+        dot_product_attention(q, k, k)
+    with pytest.raises(ValueError, match=r"query must have shape \(batch, length, heads"):
+        dot_product_attention(q[0], k, k)
+    k = data((1, 3, 2, 3))
+    with pytest.raises(ValueError, match=r"dropout_rate=0.5 needs a dropout_key"):
+        dot_product_attention(q, k, k, dropout_rate=0.5)
+    a = dot_product_attention(q, k, k, dropout_rate=0.5, dropout_key=jax.random.key(1))
+    b = dot_product_attention(q, k, k, dropout_rate=0.5, dropout_key=jax.random.key(1))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, dot_product_attention(q, k, k))
+
+
+def test_multi_head_attention_is_projections_around_the_function():
+    x = data((2, 5, 8))
+    layer = MultiHeadAttention(4, num_kv_heads=2, causal=True)
+    params, y = init_apply(layer, x)
+
+    def project(p):
+        return jnp.einsum("bsf,fhd->bshd", x, p["kernel"]) + p["bias"][None, None]
+
+    causal = jnp.tril(jnp.ones((5, 5), bool))[None, None]
+    heads = dot_product_attention(
+        project(params["query"]), project(params["key"]), project(params["value"]), causal
+    )
+    out = params["out"]
+    want = jnp.einsum("bqhd,hdo->bqo", heads, out["kernel"]) + out["bias"][None, None]
+    np.testing.assert_allclose(y, want, **TOL)

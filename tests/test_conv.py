@@ -139,7 +139,7 @@ CONV_CASES = [
 )
 def test_conv_matches_direct_loop(shape, features, kernel, strides, padding, dilation, groups):
     x = data(shape)
-    layer = Conv(features, kernel, strides, padding, dilation=dilation, groups=groups)
+    layer = Conv(features, kernel, strides, padding, kernel_dilation=dilation, groups=groups)
     y, params = run(layer, x)
     pads = ref_pads(padding, shape[1:-1], kernel, strides, dilation)
     expected = ref_conv(x, params["kernel"], params["bias"], strides, pads, dilation, groups)
@@ -154,12 +154,12 @@ def test_same_keeps_ceil_size_over_stride():
 
 
 def test_valid_output_size():
-    y, _ = run(Conv2D(1, (3, 2), (2, 1), "VALID", dilation=(2, 3)), data((1, 11, 9, 1)))
+    y, _ = run(Conv2D(1, (3, 2), (2, 1), "VALID", kernel_dilation=(2, 3)), data((1, 11, 9, 1)))
     assert y.shape == (1, (11 - 5) // 2 + 1, (9 - 4) // 1 + 1, 1)
 
 
 def test_causal_output_never_sees_the_future():
-    layer = Conv1D(3, 3, padding="causal", dilation=2)
+    layer = Conv1D(3, 3, padding="causal", kernel_dilation=2)
     x = data((2, 12, 2))
     params, state = layer.init(jax.random.key(0), x)
     y, _ = layer.apply(params, state, x)
@@ -172,7 +172,7 @@ def test_causal_output_never_sees_the_future():
 
 def test_wrappers_equal_conv_with_tuples():
     x = data((2, 6, 6, 3))
-    a, pa = run(Conv2D(4, 3, 2, dilation=1), x)
+    a, pa = run(Conv2D(4, 3, 2, kernel_dilation=1), x)
     _, state = Conv(4, (3, 3), (2, 2)).init(jax.random.key(0), x)
     b, _ = Conv(4, (3, 3), (2, 2)).apply(pa, state, x)
     np.testing.assert_array_equal(a, b)
@@ -226,7 +226,7 @@ TRANSPOSE_CASES = [
 )
 def test_conv_transpose_matches_direct_loop(shape, features, kernel, strides, padding, dilation):
     x = data(shape)
-    y, params = run(ConvTranspose(features, kernel, strides, padding, dilation=dilation), x)
+    y, params = run(ConvTranspose(features, kernel, strides, padding, kernel_dilation=dilation), x)
     sizes = shape[1:-1]
     extents = [(k - 1) * d + 1 for k, d in zip(kernel, dilation, strict=True)]
     full = [(n - 1) * s + e for n, s, e in zip(sizes, strides, extents, strict=True)]
@@ -255,12 +255,12 @@ def test_conv_transpose_is_the_adjoint_of_conv(kernel, strides, dilation, paddin
     """<Conv(x), y> == <x, ConvTranspose(y)> with the same taps, channels swapped."""
     rank = len(kernel)
     sizes = (6, 6)[:rank]  # divisible by every stride: SAME then inverts exactly
-    conv = Conv(3, kernel, strides, padding, dilation=dilation, use_bias=False)
+    conv = Conv(3, kernel, strides, padding, kernel_dilation=dilation, use_bias=False)
     x = data((2, *sizes, 2), seed=1)
     w = data((*kernel, 2, 3), seed=2)
     cx, _ = conv.apply({"kernel": w}, {}, x)
     y = data(cx.shape, seed=3)
-    tr = ConvTranspose(2, kernel, strides, padding, dilation=dilation, use_bias=False)
+    tr = ConvTranspose(2, kernel, strides, padding, kernel_dilation=dilation, use_bias=False)
     ty, _ = tr.apply({"kernel": jnp.swapaxes(w, -1, -2)}, {}, y)
     if padding == "SAME":
         assert ty.shape == x.shape
@@ -289,8 +289,11 @@ def test_conv_transpose_wrappers_and_kinds():
         (lambda: ConvTranspose(4, 3), r"kernel_size=3 .*ConvTranspose2D"),
         (lambda: Conv2D(4, (3, 3, 3)), r"kernel_size=\(3, 3, 3\) has 3 entries, but .* 2 spatial"),
         (lambda: Conv(4, (3, 3), strides=(1, 1, 1)), r"strides=\(1, 1, 1\) has 3 entries"),
-        (lambda: Conv2D(4, 3, dilation=0), r"every entry of dilation must be a positive"),
-        (lambda: Conv2D(0, 3), r"features must be a positive integer, got 0"),
+        (
+            lambda: Conv2D(4, 3, kernel_dilation=0),
+            r"every entry of kernel_dilation must be a positive int, got 0",
+        ),
+        (lambda: Conv2D(0, 3), r"features must be a positive int, got 0"),
         (
             lambda: Conv2D(4, 3, padding="full"),
             r"unknown padding 'full'. Use one of 'SAME', 'VALID', 'CAUSAL'",
@@ -326,7 +329,7 @@ def test_input_errors():
     with pytest.raises(
         LayerError, match=r"size 2 \(padded to 2\), smaller than the dilated kernel extent 5"
     ):
-        Conv1D(4, 3, padding="VALID", dilation=2).init(key, data((1, 2, 3)))
+        Conv1D(4, 3, padding="VALID", kernel_dilation=2).init(key, data((1, 2, 3)))
     with pytest.raises(LayerError, match=r"crops all 3 output cells"):
         ConvTranspose1D(4, 3, padding=((2, 1),)).init(key, data((1, 1, 3)))
     layer = Conv2D(4, 3)
@@ -347,3 +350,36 @@ def test_jit_and_grad_through_the_layer():
     g = jax.jit(jax.grad(loss))(params)
     assert g["kernel"].shape == params["kernel"].shape
     assert bool(jnp.isfinite(g["kernel"]).all())
+
+
+# ------------------------------------------------------------- aliases and vocabulary
+
+
+@pytest.mark.parametrize(
+    ("alias", "general", "kernel", "shape", "options"),
+    [
+        (Conv1D, Conv, 3, (2, 9, 4), {"kernel_dilation": 2, "groups": 2, "padding": "CAUSAL"}),
+        (Conv2D, Conv, 3, (2, 7, 7, 3), {"strides": 2, "use_bias": False}),
+        (Conv3D, Conv, 2, (1, 4, 5, 6, 2), {"padding": "VALID", "kernel_init": "he_normal"}),
+        (ConvTranspose1D, ConvTranspose, 4, (2, 5, 3), {"strides": 2, "kernel_dilation": 2}),
+        (ConvTranspose2D, ConvTranspose, 3, (1, 4, 4, 2), {"strides": (1, 2)}),
+        (ConvTranspose3D, ConvTranspose, 2, (1, 2, 3, 2, 1), {"padding": "VALID"}),
+    ],
+)
+def test_aliases_are_the_general_layer_with_a_fixed_rank(alias, general, kernel, shape, options):
+    rank = len(shape) - 2
+    x = data(shape)
+    a = alias(4, kernel, **options)
+    g = general(4, (kernel,) * rank, **options)
+    assert (a.kind, g.kind) == (alias.__name__, general.__name__)
+    pa, _ = a.init(jax.random.key(0), x)
+    pg, _ = g.init(jax.random.key(0), x)
+    jax.tree.map(np.testing.assert_array_equal, pa, pg)
+    np.testing.assert_array_equal(a.apply(pa, {}, x)[0], g.apply(pg, {}, x)[0])
+
+
+def test_dilation_is_called_kernel_dilation():
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'dilation'"):
+        Conv(4, (3,), dilation=2)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'dilation'"):
+        Conv2D(4, 3, dilation=2)

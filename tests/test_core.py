@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxnn as nn
-from jaxnn.core import child_key, name_hash, snake_case, unique_names
+from jaxnn.core import child_key, merge, name_hash, snake_case, unique_names
 
 
 def test_names_are_readable_unique_and_stable(key):
@@ -69,12 +69,21 @@ def test_as_layer_rejects_other_things():
 
 
 def test_parallel_merges(key):
-    x = jnp.ones((2, 4))
-    for merge, width in [("concat", 5), ("add", 2), (lambda ys: ys[0] * ys[1], 2)]:
-        b = nn.Parallel(nn.Dense(2), nn.Dense(3 if merge == "concat" else 2), merge=merge)
-        p, s = b.init(key, x)
-        y, _ = b.apply(p, s, x)
-        assert y.shape == (2, width)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 4)), jnp.float32)
+    want = {
+        "concat": lambda a, b: np.concatenate([a, b], axis=-1),
+        "add": lambda a, b: a + b,
+        "mul": lambda a, b: a * b,
+        "mean": lambda a, b: (a + b) / 2,
+        "stack": lambda a, b: np.stack([a, b], axis=-1),
+    }
+    for how, expected in [*want.items(), (lambda ys: ys[0] - ys[1], lambda a, b: a - b)]:
+        block = nn.Parallel(nn.Dense(2), nn.Dense(2, "tanh"), merge=how)
+        p, s = block.init(key, x)
+        y, _ = block.apply(p, s, x)
+        a, _ = nn.Dense(2).apply(p["dense"], {}, x)
+        b, _ = nn.Dense(2, "tanh").apply(p["dense_1"], {}, x)
+        np.testing.assert_allclose(y, expected(np.asarray(a), np.asarray(b)), rtol=1e-6)
     both = nn.Parallel(nn.Dense(2), nn.Dense(3), merge=None)
     p, s = both.init(key, x)
     y, _ = both.apply(p, s, x)
@@ -83,11 +92,40 @@ def test_parallel_merges(key):
 
 
 def test_parallel_bad_merge(key):
-    with pytest.raises(nn.LayerError, match="unknown merge 'mul'"):
-        nn.Parallel(nn.Dense(2), merge="mul")
+    with pytest.raises(
+        nn.LayerError,
+        match=r"^Parallel: unknown merge 'max'\. .*Known names: 'add', 'concat', 'mean', 'mul', "
+        r"'stack'; or pass None \(a tuple\) or a function f\(outputs\) -> y\.$",
+    ):
+        nn.Parallel(nn.Dense(2), merge="max")
     block = nn.Parallel(nn.Dense(2), nn.Dense(3), merge="add")
     with pytest.raises(nn.LayerError, match=r"cannot merge the branch outputs of shapes"):
         block.init(key, jnp.ones((2, 4)))
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("sum", "add"), ("ave", "mean"), ("average", "mean"), ("concatenate", "concat")],
+)
+def test_keras_merge_words_name_the_jaxnn_word(old, new):
+    with pytest.raises(
+        nn.LayerError,
+        match=rf"^Parallel: merge '{old}' is called '{new}' in jaxnn\. Use merge='{new}'\.$",
+    ):
+        nn.Parallel(nn.Dense(2), merge=old)
+
+
+def test_one_merge_vocabulary_for_parallel_and_bidirectional():
+    """core.merge is the one implementation; both layers name themselves in its errors."""
+    ys = [jnp.array([1.0, 2.0]), jnp.array([3.0, 6.0])]
+    assert merge("Parallel", "mean")(ys).tolist() == [2.0, 4.0]
+    assert merge("Parallel", "mul")(ys).tolist() == [3.0, 12.0]
+    assert merge("Parallel", "stack")(ys).shape == (2, 2)
+    assert merge("Parallel", None)(ys) == tuple(ys)
+    with pytest.raises(nn.LayerError, match=r"^Bidirectional: merge must be a name, None or"):
+        nn.Bidirectional(nn.LSTMCell(2), merge=3)
+    with pytest.raises(nn.LayerError, match=r"^Parallel: unknown merge 'cat'\. Did you mean"):
+        nn.Parallel(nn.Dense(2), merge="cat")
 
 
 def test_residual(key):

@@ -159,5 +159,7 @@ def test_unknown_initializer():
 
 @pytest.mark.parametrize("features", [0, -2, 2.5, True])
 def test_bad_features(features):
-    with pytest.raises(jaxnn.LayerError, match=r"^Dense: features must be a positive integer"):
+    with pytest.raises(
+        jaxnn.LayerError, match=rf"^Dense: features must be a positive int, got {features!r}\.$"
+    ):
         jaxnn.Dense(features)

@@ -177,7 +177,7 @@ def test_jitted_gradient(make):
         (lambda: MaxPool(2), r"MaxPool: window=2 does not say how many spatial dims.*MaxPool2D"),
         (lambda: AvgPool2D((2, 2, 2)), r"window=\(2, 2, 2\) has 3 entries, but this layer has 2"),
         (lambda: MaxPool2D(2, strides=(1,)), r"strides=\(1,\) has 1 entries"),
-        (lambda: MaxPool2D(0), r"every entry of window must be a positive integer, got 0"),
+        (lambda: MaxPool2D(0), r"every entry of window must be a positive int, got 0"),
         (
             lambda: AvgPool2D(2, padding="causal"),
             r"unknown padding 'causal'. Use one of 'SAME', 'VALID'",
@@ -214,3 +214,30 @@ def test_input_errors():
         GlobalAvgPool().init(key, jnp.zeros((4, 3)))
     with pytest.raises(LayerError, match=r"params have entries \['kernel'\]"):
         GlobalMaxPool().apply({"kernel": 1}, {}, jnp.zeros((1, 2, 3)))
+
+
+def test_pooling_and_conv_share_the_spatial_module():
+    """Pooling reads windows and padding with jaxnn.layers.spatial, not with conv's code."""
+    import ast
+    import inspect
+
+    from jaxnn.layers import pooling
+
+    tree = ast.parse(inspect.getsource(pooling))
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    assert "jaxnn.layers.conv" not in imported
+    assert "jaxnn.layers.spatial" in imported
+
+
+def test_aliases_are_the_general_pools_with_a_fixed_rank():
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 6, 5, 3)), jnp.float32)
+    for alias, general in [(MaxPool2D, MaxPool), (AvgPool2D, AvgPool)]:
+        a = alias(3, strides=2, padding="SAME")
+        g = general((3, 3), strides=2, padding="SAME")
+        assert a.kind == alias.__name__
+        np.testing.assert_array_equal(a.apply({}, {}, x)[0], g.apply({}, {}, x)[0])

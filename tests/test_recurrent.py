@@ -184,11 +184,12 @@ def test_cell_step_is_one_step_of_the_layer():
     np.testing.assert_allclose(carry["h"], ys[:, 0], **TOL)
 
 
-@pytest.mark.parametrize("merge", ["concat", "sum", "mul", "ave", None])
+@pytest.mark.parametrize("merge", ["concat", "add", "mul", "mean", "stack", None, "fn"])
 def test_bidirectional_matches_two_references(merge):
     x = data()
     lengths = np.array([6, 3, 0])
-    layer = Bidirectional(LSTM(U, return_sequences=True), merge)
+    how = (lambda ys: ys[0] - ys[1]) if merge == "fn" else merge
+    layer = Bidirectional(LSTMCell(U), how, return_sequences=True)
     params, state = layer.init(jax.random.key(0), x)
     params = {d: random_params(LSTM(U), x, seed=i)[0] for i, d in enumerate(params)}
     ys, _ = layer.apply(params, state, {"inputs": x, "lengths": jnp.asarray(lengths)})
@@ -196,10 +197,12 @@ def test_bidirectional_matches_two_references(merge):
     bwd, _, _ = reference(lstm_step, params["backward"], x, lengths, reverse=True)
     want = {
         "concat": np.concatenate([fwd, bwd], axis=-1),
-        "sum": fwd + bwd,
+        "add": fwd + bwd,
         "mul": fwd * bwd,
-        "ave": (fwd + bwd) / 2,
+        "mean": (fwd + bwd) / 2,
+        "stack": np.stack([fwd, bwd], axis=-1),
         None: (fwd, bwd),
+        "fn": fwd - bwd,
     }[merge]
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), ys, want)
 
@@ -207,7 +210,7 @@ def test_bidirectional_matches_two_references(merge):
 def test_bidirectional_last_outputs_and_carry():
     x = data()
     lengths = np.array([6, 2, 4])
-    layer = Bidirectional(GRU(U, return_carry=True))
+    layer = Bidirectional(GRUCell(U), return_carry=True)
     params, state = layer.init(jax.random.key(0), x)
     params = {d: random_params(GRU(U), x, seed=i)[0] for i, d in enumerate(params)}
     (y, carry), _ = layer.apply(params, state, {"inputs": x, "lengths": jnp.asarray(lengths)})
@@ -362,7 +365,7 @@ def test_default_names_inside_a_parent():
         LSTM(2, return_sequences=True),
         GRU(2, return_sequences=True),
         RNN(GRUCell(2), return_sequences=True),
-        Bidirectional(LSTM(2)),
+        Bidirectional(LSTMCell(2)),
     )
     params, _ = model.init(jax.random.key(0), data())
     assert list(params) == ["simple_rnn", "lstm", "gru", "rnn", "bidirectional"]
@@ -386,7 +389,7 @@ def test_dtype_setting_computes_in_that_dtype():
 
 
 def test_config_errors():
-    with pytest.raises(LayerError, match="units must be a positive integer, got 0"):
+    with pytest.raises(LayerError, match=r"^LSTMCell: features must be a positive int, got 0\.$"):
         LSTM(0)
     with pytest.raises(LayerError, match="unknown activation 'tanhh'"):
         SimpleRNN(3, "tanhh")
@@ -394,16 +397,42 @@ def test_config_errors():
         GRU(3, recurrent_init="orthogonl")
     with pytest.raises(LayerError, match=r"unroll is the number of steps .* got 0"):
         LSTM(3, unroll=0)
-    with pytest.raises(LayerError, match=r"RNN: expects a Cell such as LSTMCell\(units\)"):
+    with pytest.raises(LayerError, match=r"RNN: expects a Cell such as LSTMCell\(features\)"):
         RNN(LSTM(3))
-    with pytest.raises(LayerError, match=r"Bidirectional: expects a Cell .* got Dense"):
+    with pytest.raises(
+        LayerError, match=r"Bidirectional: expects a Cell .* got the layer Dense\(\)\."
+    ):
         from jaxnn import Dense
 
         Bidirectional(Dense(3))
-    with pytest.raises(LayerError, match="got a reverse RNN"):
-        Bidirectional(GRU(3, reverse=True))
-    with pytest.raises(LayerError, match="unknown merge 'cat'"):
-        Bidirectional(GRU(3), merge="cat")
+    with pytest.raises(
+        LayerError,
+        match=r"Bidirectional: expects a Cell such as LSTMCell\(features\), got the layer "
+        r"GRU\(\)\. .* write Bidirectional\(LSTMCell\(4\), return_sequences=True\)",
+    ):
+        Bidirectional(GRU(3))
+    with pytest.raises(LayerError, match=r"unknown merge 'cat'\. Did you mean 'concat'\?"):
+        Bidirectional(GRUCell(3), merge="cat")
+    with pytest.raises(LayerError, match=r"unroll is the number of steps .* got 0"):
+        Bidirectional(GRUCell(3), unroll=0)
+
+
+@pytest.mark.parametrize(("old", "new"), [("sum", "add"), ("ave", "mean")])
+def test_bidirectional_keras_merge_words_name_the_jaxnn_word(old, new):
+    with pytest.raises(
+        LayerError,
+        match=rf"^Bidirectional: merge '{old}' is called '{new}' in jaxnn\. Use merge='{new}'\.$",
+    ):
+        Bidirectional(LSTMCell(3), merge=old)
+
+
+def test_units_is_called_features():
+    assert LSTMCell(3).features == 3
+    assert GRU(features=2).init(jax.random.key(0), data())[0]["recurrent_kernel"].shape == (2, 6)
+    with pytest.raises(TypeError, match=r"LSTM\(\) missing 1 required .* 'features'"):
+        LSTM(units=3)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'units'"):
+        SimpleRNNCell(units=3)
 
 
 def test_input_errors():
@@ -437,7 +466,7 @@ def test_input_errors():
 
 def test_bidirectional_errors_name_the_direction():
     x = data()
-    layer = Bidirectional(GRU(U))
+    layer = Bidirectional(GRUCell(U))
     params, state = layer.init(jax.random.key(0), x)
     with pytest.raises(LayerError, match="GRU 'forward': input has 2 features"):
         layer.apply(params, state, x[:, :, :2])

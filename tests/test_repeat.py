@@ -215,10 +215,12 @@ def test_dtype_change_is_an_error():
 
 def test_config_errors():
     with pytest.raises(
-        LayerError, match=r"Repeat: n is the number of copies and must be a positive integer, got 0"
+        LayerError, match=r"^Repeat: n \(the number of copies\) must be a positive int, got 0\.$"
     ):
         Repeat(nn.Dense(3), 0)
-    with pytest.raises(LayerError, match=r"n is the number of copies.*got 2.0"):
+    with pytest.raises(
+        LayerError, match=r"n \(the number of copies\) must be a positive int, got 2\.0"
+    ):
         Repeat(nn.Dense(3), 2.0)
     with pytest.raises(LayerError, match=r"unroll must be a bool .* got 0"):
         Repeat(nn.Dense(3), 2, unroll=0)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from jaxnn import activations
-from jaxnn._types import Params, PRNGKey, Spec, State
-from jaxnn.core import Layer, LayerError, check_entries
+from jaxnn.core import Layer, LayerError
+from jaxnn.layers._common import resolve, stateless
 
 __all__ = ["Activation"]
 
@@ -46,26 +45,4 @@ def Activation(activation: str | Callable, *, name: str | None = None) -> Layer:
             "got None. Pass a name such as 'relu' or a function such as jax.nn.relu "
             "(use 'linear' for the identity).",
         )
-    try:
-        fn = activations.get(activation)
-    except (ValueError, TypeError) as e:
-        raise LayerError("Activation", str(e)) from e
-
-    def init(key: PRNGKey, x: Spec) -> tuple[Params, State]:
-        del key, x
-        return {}, {}
-
-    def apply(
-        params: Params,
-        state: State,
-        x: Any,
-        *,
-        key: PRNGKey | None = None,
-        training: bool = False,
-    ) -> tuple[Any, State]:
-        del key, training
-        check_entries("Activation", "params", params, ())
-        check_entries("Activation", "state", state, ())
-        return fn(x), state
-
-    return Layer(init, apply, "Activation", name)
+    return stateless("Activation", resolve("Activation", activations.get, activation), name=name)

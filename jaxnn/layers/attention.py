@@ -1,4 +1,9 @@
-"""Multi-head dot-product attention: self- and cross-attention, masks, grouped heads."""
+"""Dot-product attention: the pure function and the ``MultiHeadAttention`` layer.
+
+:func:`dot_product_attention` is the maths on already projected heads;
+:func:`MultiHeadAttention` adds the learned projections, masks built from lengths and
+causality, and self-/cross-attention inputs.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import initializers as inits
-from jaxnn._types import DTypeLike, Params, PRNGKey, Spec, State
+from jaxnn._types import Array, DTypeLike, Params, PRNGKey, Spec, State
 from jaxnn.core import Layer, LayerError, check_entries, child_key, scope
-from jaxnn.layers._common import check_positive, check_rate, compute_dtype, dict_input
+from jaxnn.layers._common import (
+    check_positive,
+    check_rate,
+    compute_dtype,
+    dict_input,
+    dropout,
+    param,
+    require_key,
+    resolve,
+)
 
-__all__ = ["MultiHeadAttention"]
+__all__ = ["MultiHeadAttention", "dot_product_attention"]
 
 _KIND = "MultiHeadAttention"
 _INPUT_KEYS = ("query", "key_value", "mask", "kv_lengths")
@@ -120,6 +134,111 @@ def _full_mask(mask: Any, kv_lengths: Any, causal: bool, shape: tuple[int, ...])
     for m in masks:
         combined = combined & jnp.broadcast_to(m, out_shape)
     return combined
+
+
+def dot_product_attention(
+    query: Array,
+    key: Array,
+    value: Array,
+    mask: Array | None = None,
+    *,
+    dropout_rate: float = 0.0,
+    dropout_key: PRNGKey | None = None,
+) -> Array:
+    """Scaled dot-product attention over heads: ``softmax(q kᵀ / sqrt(d) + mask) v``.
+
+    For each head ``h``, query position ``i`` and key position ``j``:
+    ``w[h, i, j] = softmax_j(q[i, h] · k[j, g] / sqrt(head_size))`` over the allowed
+    ``j``, and ``y[i, h] = sum_j w[h, i, j] v[j, g]``, where ``g = h // (num_heads //
+    num_kv_heads)`` is the key/value head that query head ``h`` reads (grouped-query
+    attention; ``num_kv_heads == num_heads`` is ordinary multi-head attention). The
+    logits and the softmax are computed in float32 at least. A query row with no
+    allowed key gets zero weights (a zero output), never NaN.
+
+    Args:
+        query: ``(batch, q_len, num_heads, head_size)``.
+        key: ``(batch, kv_len, num_kv_heads, head_size)``; ``num_kv_heads`` divides
+            ``num_heads``.
+        value: ``(batch, kv_len, num_kv_heads, head_size)``, like ``key``.
+        mask: ``None`` (attend everywhere) or a bool array broadcastable to
+            ``(batch, num_heads, q_len, kv_len)``, each axis of full size or 1;
+            ``True`` means *attend*.
+        dropout_rate: the probability of dropping each attention weight (kept
+            weights are scaled by ``1 / (1 - dropout_rate)``); ``0`` in evaluation.
+        dropout_key: the key the dropout mask is drawn from; needed when
+            ``dropout_rate > 0``.
+
+    Returns:
+        ``(batch, q_len, num_heads, head_size)`` in ``query``'s dtype.
+
+    Raises:
+        ValueError: for inputs that are not 4-D, key and value of different shapes,
+            heads that do not divide, a mask that does not broadcast, or
+            ``dropout_rate > 0`` without a ``dropout_key``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> q = jnp.ones((1, 2, 1, 4))  # (batch, q_len, heads, head_size)
+        >>> k = jnp.ones((1, 3, 1, 4))
+        >>> v = jnp.arange(3.0).reshape(1, 3, 1, 1) * jnp.ones((1, 3, 1, 4))
+        >>> dot_product_attention(q, k, v)[0, :, 0, 0].tolist()  # equal logits: the mean
+        [1.0, 1.0]
+        >>> causal = jnp.tril(jnp.ones((2, 3), bool))[None, None]
+        >>> dot_product_attention(q, k, v, causal)[0, :, 0, 0].tolist()
+        [0.0, 0.5]
+    """
+    where = "dot_product_attention"
+    for what, a in (("query", query), ("key", key), ("value", value)):
+        if getattr(a, "ndim", None) != 4:
+            raise ValueError(
+                f"{where}: {what} must have shape (batch, length, heads, head_size), got "
+                f"{tuple(getattr(a, 'shape', ()))}."
+            )
+    batch, q_len, num_heads, size = query.shape
+    kv_len, kv_heads = key.shape[1], key.shape[2]
+    if tuple(value.shape) != tuple(key.shape) or key.shape[0] != batch or key.shape[3] != size:
+        raise ValueError(
+            f"{where}: key {tuple(key.shape)} and value {tuple(value.shape)} must have the "
+            f"same shape, (batch={batch}, kv_len, num_kv_heads, head_size={size})."
+        )
+    if num_heads % kv_heads:
+        raise ValueError(
+            f"{where}: {num_heads} query heads cannot share {kv_heads} key/value heads "
+            "evenly; num_kv_heads must divide num_heads."
+        )
+    group = num_heads // kv_heads
+    cdt = query.dtype
+    # Logits and softmax in float32 at least: bfloat16 exponentials lose too much.
+    sdt = jnp.dtype(jnp.float64 if cdt == jnp.float64 else jnp.float32)
+    q = jnp.reshape(query, (batch, q_len, kv_heads, group, size))
+    logits = jnp.einsum("bqkgd,bskd->bkgqs", q, key.astype(cdt), preferred_element_type=sdt)
+    logits = logits * jnp.asarray(1.0 / math.sqrt(size), sdt)
+    allowed = None
+    if mask is not None:
+        want = (batch, num_heads, q_len, kv_len)
+        shape = tuple(getattr(mask, "shape", ()))
+        if len(shape) != 4 or any(g not in (1, w) for g, w in zip(shape, want, strict=True)):
+            raise ValueError(
+                f"{where}: mask of shape {shape} does not broadcast to (batch, num_heads, "
+                f"q_len, kv_len) = {want}. Give each axis its full size or 1."
+            )
+        m = jnp.broadcast_to(mask, (batch, shape[1], q_len, kv_len))
+        m = jnp.reshape(m, (batch, kv_heads if shape[1] != 1 else 1, -1, q_len, kv_len))
+        allowed = jnp.broadcast_to(m, logits.shape)
+        logits = jnp.where(allowed, logits, jnp.asarray(jnp.finfo(sdt).min, sdt))
+    weights = jax.nn.softmax(logits, axis=-1)
+    if allowed is not None:
+        # A row with nothing to attend to gets zero weights, not a uniform average.
+        weights = weights * jnp.any(allowed, axis=-1, keepdims=True).astype(sdt)
+    if dropout_rate > 0:
+        if dropout_key is None:
+            raise ValueError(
+                f"{where}: dropout_rate={dropout_rate} needs a dropout_key; pass "
+                "dropout_key=jax.random.key(...), or dropout_rate=0 for evaluation."
+            )
+        weights = dropout(dropout_key, dropout_rate, weights)
+    heads = jnp.einsum("bkgqs,bskd->bqkgd", weights.astype(cdt), value.astype(cdt))
+    return jnp.reshape(heads, (batch, q_len, num_heads, size))
 
 
 def MultiHeadAttention(
@@ -233,12 +352,8 @@ def MultiHeadAttention(
             f"among the divisors of {num_heads}.",
         )
     check_rate(_KIND, dropout_rate)
-    try:
-        kernel_fn = inits.get(kernel_init)
-        bias_fn = inits.get(bias_init)
-    except (ValueError, TypeError) as e:
-        raise LayerError(_KIND, str(e)) from e
-    group = num_heads // kv_heads
+    kernel_fn = resolve(_KIND, inits.get, kernel_init)
+    bias_fn = resolve(_KIND, inits.get, bias_init)
     leaf_names = ("kernel", "bias") if use_bias else ("kernel",)
 
     def head_size(features: int) -> int:
@@ -257,15 +372,15 @@ def MultiHeadAttention(
         key: PRNGKey, fan_in: int, heads: int, size: int, out: bool = False
     ) -> dict[str, jax.Array]:
         if out:
-            kernel = kernel_fn(child_key(key, "kernel"), (heads * size, fan_in), param_dtype)
+            kernel = param(key, "kernel", kernel_fn, (heads * size, fan_in), param_dtype)
             params = {"kernel": jnp.reshape(kernel, (heads, size, fan_in))}
             bias_shape: tuple[int, ...] = (fan_in,)
         else:
-            kernel = kernel_fn(child_key(key, "kernel"), (fan_in, heads * size), param_dtype)
+            kernel = param(key, "kernel", kernel_fn, (fan_in, heads * size), param_dtype)
             params = {"kernel": jnp.reshape(kernel, (fan_in, heads, size))}
             bias_shape = (heads, size)
         if use_bias:
-            params["bias"] = bias_fn(child_key(key, "bias"), bias_shape, param_dtype)
+            params["bias"] = param(key, "bias", bias_fn, bias_shape, param_dtype)
         return params
 
     def init(key: PRNGKey, x: Spec) -> tuple[Params, State]:
@@ -327,45 +442,22 @@ def MultiHeadAttention(
         check_entries(_KIND, "state", state, ())
         query, key_value, mask, kv_lengths = _split_input(x)
         _check_inputs(query, key_value)
-        size = check_params(params, query.shape[-1], key_value.shape[-1])
+        check_params(params, query.shape[-1], key_value.shape[-1])
         dropping = training and dropout_rate > 0
-        if dropping and key is None:
-            raise LayerError(
-                _KIND,
-                f"training=True with dropout_rate={dropout_rate} needs a key: pass "
-                "key=jax.random.key(...) to apply (a parent passes its own key on), or "
-                "use training=False for evaluation.",
-            )
+        if dropping:
+            require_key(_KIND, key, f"training=True with dropout_rate={dropout_rate}")
         batch, q_len, kv_len = query.shape[0], query.shape[1], key_value.shape[1]
         full = _full_mask(mask, kv_lengths, causal, (batch, num_heads, q_len, kv_len))
 
         cdt = compute_dtype(query, dtype, param_dtype)
-        q = project(params["query"], query.astype(cdt), cdt)  # (b, q, H, d)
-        k = project(params["key"], key_value.astype(cdt), cdt)  # (b, s, K, d)
-        v = project(params["value"], key_value.astype(cdt), cdt)  # (b, s, K, d)
-        q = jnp.reshape(q, (batch, q_len, kv_heads, group, size))
-        # Logits and softmax in float32 at least: bfloat16 exponentials lose too much.
-        sdt = jnp.dtype(jnp.float64 if cdt == jnp.float64 else jnp.float32)
-        logits = jnp.einsum("bqkgd,bskd->bkgqs", q, k, preferred_element_type=sdt)
-        logits = logits * jnp.asarray(1.0 / math.sqrt(size), sdt)
-        if full is not None:
-            allowed = jnp.reshape(
-                full, (batch, kv_heads if full.shape[1] != 1 else 1, -1, q_len, kv_len)
-            )
-            allowed = jnp.broadcast_to(allowed, logits.shape)
-            logits = jnp.where(allowed, logits, jnp.asarray(jnp.finfo(sdt).min, sdt))
-        weights = jax.nn.softmax(logits, axis=-1)
-        if full is not None:
-            # A row with nothing to attend to gets zero weights, not a uniform average.
-            weights = weights * jnp.any(allowed, axis=-1, keepdims=True).astype(sdt)
-        if dropping:
-            keep_prob = 1.0 - float(dropout_rate)
-            keep = jax.random.bernoulli(child_key(key, "dropout"), keep_prob, weights.shape)
-            weights = jnp.where(
-                keep, weights * jnp.asarray(1.0 / keep_prob, sdt), jnp.zeros_like(weights)
-            )
-        heads = jnp.einsum("bkgqs,bskd->bqkgd", weights.astype(cdt), v)
-        heads = jnp.reshape(heads, (batch, q_len, num_heads, size))
+        heads = dot_product_attention(
+            project(params["query"], query.astype(cdt), cdt),  # (b, q, H, d)
+            project(params["key"], key_value.astype(cdt), cdt),  # (b, s, K, d)
+            project(params["value"], key_value.astype(cdt), cdt),  # (b, s, K, d)
+            full,
+            dropout_rate=dropout_rate if dropping else 0.0,
+            dropout_key=child_key(key, "dropout") if dropping else None,
+        )
         y = jnp.einsum("bqhd,hdo->bqo", heads, params["out"]["kernel"].astype(cdt))
         if use_bias:
             y = y + params["out"]["bias"].astype(cdt)[None, None]

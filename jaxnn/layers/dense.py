@@ -10,8 +10,15 @@ import jax.numpy as jnp
 from jaxnn import activations
 from jaxnn import initializers as inits
 from jaxnn._types import DTypeLike, Params, PRNGKey, Spec, State
-from jaxnn.core import Layer, LayerError, check_entries, child_key
-from jaxnn.layers._common import along_last, check_min_rank, check_positive, compute_dtype
+from jaxnn.core import Layer, LayerError, check_entries
+from jaxnn.layers._common import (
+    along_last,
+    check_min_rank,
+    check_positive,
+    compute_dtype,
+    param,
+    resolve,
+)
 
 __all__ = ["Dense"]
 
@@ -60,22 +67,17 @@ def Dense(
         (10, 32)
     """
     check_positive("Dense", "features", features)
-    try:
-        act = activations.get(activation)
-        kernel_fn = inits.get(kernel_init)
-        bias_fn = inits.get(bias_init)
-    except (ValueError, TypeError) as e:
-        raise LayerError("Dense", str(e)) from e
+    act = resolve("Dense", activations.get, activation)
+    kernel_fn = resolve("Dense", inits.get, kernel_init)
+    bias_fn = resolve("Dense", inits.get, bias_init)
     names = ("kernel", "bias") if use_bias else ("kernel",)
 
     def init(key: PRNGKey, x: Spec) -> tuple[Params, State]:
         check_min_rank("Dense", x, 2, "(batch, ..., in_features)")
         in_features = x.shape[-1]
-        params = {
-            "kernel": kernel_fn(child_key(key, "kernel"), (in_features, features), param_dtype)
-        }
+        params = {"kernel": param(key, "kernel", kernel_fn, (in_features, features), param_dtype)}
         if use_bias:
-            params["bias"] = bias_fn(child_key(key, "bias"), (features,), param_dtype)
+            params["bias"] = param(key, "bias", bias_fn, (features,), param_dtype)
         return params, {}
 
     def apply(

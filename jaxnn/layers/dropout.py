@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
-from jaxnn._types import Params, PRNGKey, Spec, State
-from jaxnn.core import Layer, LayerError, check_entries
-from jaxnn.layers._common import check_rate
+from jaxnn._types import PRNGKey
+from jaxnn.core import Layer, LayerError
+from jaxnn.layers._common import check_rate, dropout, stateless
 
 __all__ = ["Dropout"]
 
@@ -20,7 +19,9 @@ def Dropout(rate: float, *, name: str | None = None) -> Layer:
     Kept entries are scaled by ``1 / (1 - rate)`` so the expected output equals the
     input, and evaluation (``training=False``) is the identity. Each entry is dropped
     independently; the mask is drawn from the ``key`` given to ``apply``, so the same
-    key gives the same mask. With ``rate=0`` the layer is the identity and needs no key.
+    key gives the same mask (the mask function that also drops attention weights in
+    :func:`~jaxnn.layers.attention.MultiHeadAttention`). With ``rate=0`` the layer is
+    the identity and needs no key.
 
     Args:
         rate: the probability of dropping an entry, in ``[0, 1)``.
@@ -46,38 +47,14 @@ def Dropout(rate: float, *, name: str | None = None) -> Layer:
         [[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]]
     """
     check_rate("Dropout", rate)
-    keep_prob = 1.0 - float(rate)
 
-    def init(key: PRNGKey, x: Spec) -> tuple[Params, State]:
-        del key, x
-        return {}, {}
-
-    def apply(
-        params: Params,
-        state: State,
-        x: Any,
-        *,
-        key: PRNGKey | None = None,
-        training: bool = False,
-    ) -> tuple[Any, State]:
-        check_entries("Dropout", "params", params, ())
-        check_entries("Dropout", "state", state, ())
-        if not training or rate == 0:
-            return x, state
-        if key is None:
-            raise LayerError(
-                "Dropout",
-                "training=True needs a key: pass key=jax.random.key(...) to apply (a "
-                "parent passes its own key on), or use training=False for evaluation.",
-            )
+    def train(x: Any, key: PRNGKey) -> Any:
         if not jnp.issubdtype(x.dtype, jnp.floating):
             raise LayerError(
                 "Dropout",
                 f"expects a floating-point input, got dtype {x.dtype}. Cast the input "
                 "(e.g. x.astype(jnp.float32)) or drop out after an embedding.",
             )
-        keep = jax.random.bernoulli(key, keep_prob, x.shape)
-        kept = x * jnp.asarray(1.0 / keep_prob, x.dtype)
-        return jnp.where(keep, kept, jnp.zeros_like(x)), state
+        return dropout(key, rate, x)
 
-    return Layer(init, apply, "Dropout", name)
+    return stateless("Dropout", lambda x: x, train=train if rate > 0 else None, name=name)

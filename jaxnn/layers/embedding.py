@@ -10,8 +10,8 @@ import numpy as np
 
 from jaxnn import initializers as inits
 from jaxnn._types import DTypeLike, Params, PRNGKey, Spec, State
-from jaxnn.core import Layer, LayerError, check_entries, child_key
-from jaxnn.layers._common import check_min_rank, check_positive
+from jaxnn.core import Layer, LayerError, check_entries
+from jaxnn.layers._common import check_min_rank, check_positive, param, resolve
 
 __all__ = ["Embedding"]
 
@@ -62,10 +62,7 @@ def Embedding(
     """
     check_positive("Embedding", "num_embeddings", num_embeddings)
     check_positive("Embedding", "features", features)
-    try:
-        init_fn = inits.get(embedding_init)
-    except (ValueError, TypeError) as e:
-        raise LayerError("Embedding", str(e)) from e
+    init_fn = resolve("Embedding", inits.get, embedding_init)
 
     def check_input(x: Any) -> None:
         check_min_rank("Embedding", x, 1, "(batch, ...) of integer indices")
@@ -78,7 +75,7 @@ def Embedding(
 
     def init(key: PRNGKey, x: Spec) -> tuple[Params, State]:
         check_input(x)
-        table = init_fn(child_key(key, "embedding"), (num_embeddings, features), param_dtype)
+        table = param(key, "embedding", init_fn, (num_embeddings, features), param_dtype)
         return {"embedding": table}, {}
 
     def apply(

@@ -17,8 +17,8 @@ import numpy as np
 
 from jaxnn import initializers as inits
 from jaxnn._types import DTypeLike, Params, PRNGKey, Spec, State
-from jaxnn.core import Layer, LayerError, check_entries, child_key
-from jaxnn.layers._common import check_min_rank, check_positive, compute_dtype
+from jaxnn.core import Layer, LayerError, check_entries
+from jaxnn.layers._common import check_min_rank, check_positive, compute_dtype, param, resolve
 
 __all__ = ["BatchNorm", "GroupNorm", "InstanceNorm", "LayerNorm", "RMSNorm"]
 
@@ -35,10 +35,7 @@ def _check_epsilon(kind: str, epsilon: float) -> None:
 def _initializers(
     kind: str, scale_init: str | inits.Initializer, bias_init: str | inits.Initializer
 ) -> tuple[inits.Initializer, inits.Initializer]:
-    try:
-        return inits.get(scale_init), inits.get(bias_init)
-    except (ValueError, TypeError) as e:
-        raise LayerError(kind, str(e)) from e
+    return resolve(kind, inits.get, scale_init), resolve(kind, inits.get, bias_init)
 
 
 def _stat_dtype(cdt: np.dtype) -> np.dtype:
@@ -72,9 +69,9 @@ def _affine_params(
 ) -> Params:
     params = {}
     if use_scale:
-        params["scale"] = scale_fn(child_key(key, "scale"), (features,), param_dtype)
+        params["scale"] = param(key, "scale", scale_fn, (features,), param_dtype)
     if use_bias:
-        params["bias"] = bias_fn(child_key(key, "bias"), (features,), param_dtype)
+        params["bias"] = param(key, "bias", bias_fn, (features,), param_dtype)
     return params
 
 

@@ -2,7 +2,8 @@
 
 Inputs are ``(batch, *spatial, channels)``; every channel is pooled on its own. The
 number of spatial dims comes from the window tuple, or is fixed by the ``1D``/``2D``/
-``3D`` names, so that an ``int`` window means a square (cubic) one.
+``3D`` names, so that an ``int`` window means a square (cubic) one. Windows, strides and
+padding are parsed by :mod:`jaxnn.layers.spatial`, shared with the convolutions.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxnn._types import Params, PRNGKey, Spec, State
-from jaxnn.core import Layer, LayerError, check_entries
-from jaxnn.layers.conv import check_input, int_tuple, parse_padding, same_pads, spatial_rank
+from jaxnn.core import Layer, LayerError
+from jaxnn.layers import spatial
+from jaxnn.layers._common import stateless
+from jaxnn.layers.spatial import IntOrTuple, Padding
 
 __all__ = [
     "AvgPool",
@@ -31,9 +33,6 @@ __all__ = [
     "MaxPool3D",
 ]
 
-Padding = str | Sequence[tuple[int, int]]
-IntOrTuple = int | Sequence[int]
-
 
 def _accumulator(dtype: Any) -> np.dtype:
     """Sums of half-precision inputs are accumulated in float32."""
@@ -44,7 +43,7 @@ def _accumulator(dtype: Any) -> np.dtype:
 
 
 def _window_counts(
-    spatial: tuple[int, ...],
+    sizes: tuple[int, ...],
     window: tuple[int, ...],
     strides: tuple[int, ...],
     pads: Sequence[tuple[int, int]],
@@ -55,7 +54,7 @@ def _window_counts(
     constant of the compiled program.
     """
     counts = np.ones((), np.float64)
-    for n, w, s, (lo, hi) in zip(spatial, window, strides, pads, strict=True):
+    for n, w, s, (lo, hi) in zip(sizes, window, strides, pads, strict=True):
         out = (n + lo + hi - w) // s + 1
         start = np.arange(out) * s - lo
         per_dim = np.minimum(start + w, n) - np.maximum(start, 0)
@@ -69,36 +68,29 @@ def _pool(
     window: IntOrTuple,
     strides: IntOrTuple | None,
     padding: Padding,
+    *,
     reducer: str,
     name: str | None,
 ) -> Layer:
-    rank = spatial_rank(kind, "window", window, rank)
-    window = int_tuple(kind, "window", window, rank)
-    strides = window if strides is None else int_tuple(kind, "strides", strides, rank)
-    pad = parse_padding(kind, padding, rank, ("SAME", "VALID"))
-
-    def pads_for(spatial: tuple[int, ...]) -> list[tuple[int, int]]:
-        if pad == "VALID":
-            return [(0, 0)] * rank
-        if pad == "SAME":
-            return [same_pads(n, w, s) for n, w, s in zip(spatial, window, strides, strict=True)]
-        return list(pad)
+    """A max (``reducer="max"``) or average pooling layer of kind ``kind``."""
+    win = spatial.window(
+        kind,
+        rank,
+        size_name="window",
+        size=window,
+        strides=strides,
+        padding=padding,
+        modes=("SAME", "VALID"),
+    )
 
     def check(x: Any) -> None:
-        check_input(kind, x, rank)
-        spatial = tuple(x.shape[1:-1])
-        for axis, (n, (lo, hi), w) in enumerate(
-            zip(spatial, pads_for(spatial), window, strict=True)
-        ):
+        spatial.check_input(kind, x, win.rank)
+        sizes = tuple(x.shape[1:-1])
+        for lo, hi in win.pads(sizes):
             if min(lo, hi) < 0:
                 raise LayerError(kind, f"padding pairs must not be negative, got ({lo}, {hi}).")
-            if n + lo + hi < w:
-                raise LayerError(
-                    kind,
-                    f"spatial dim {axis} of the input has size {n} (padded to {n + lo + hi}), "
-                    f"smaller than the window {w}, so there is no output position. Use "
-                    "padding='SAME', a smaller window, or a larger input.",
-                )
+        win.check_fits(kind, sizes, "window")
+        for axis, ((lo, hi), w) in enumerate(zip(win.pads(sizes), win.size, strict=True)):
             if max(lo, hi) >= w:
                 raise LayerError(
                     kind,
@@ -107,26 +99,11 @@ def _pool(
                     f"smaller than the window.",
                 )
 
-    def init(key: PRNGKey, x: Spec) -> tuple[Params, State]:
-        del key
-        check(x)
-        return {}, {}
-
-    def apply(
-        params: Params,
-        state: State,
-        x: Any,
-        *,
-        key: PRNGKey | None = None,
-        training: bool = False,
-    ) -> tuple[Any, State]:
-        del key, training
-        check_entries(kind, "params", params, ())
-        check(x)
-        spatial = tuple(x.shape[1:-1])
-        pads = [(0, 0), *pads_for(spatial), (0, 0)]
-        dims = (1, *window, 1)
-        steps = (1, *strides, 1)
+    def pool(x: Any) -> Any:
+        sizes = tuple(x.shape[1:-1])
+        pads = [(0, 0), *win.pads(sizes), (0, 0)]
+        dims = (1, *win.size, 1)
+        steps = (1, *win.strides, 1)
         # The initial values are NumPy scalars, concrete even under jit, so that JAX
         # recognises the max/add monoids and uses its differentiable window reductions.
         if reducer == "max":
@@ -134,14 +111,14 @@ def _pool(
                 lowest = np.array(-np.inf, x.dtype)
             else:
                 lowest = np.array(jnp.iinfo(x.dtype).min, x.dtype)
-            return lax.reduce_window(x, lowest, lax.max, dims, steps, pads), state
+            return lax.reduce_window(x, lowest, lax.max, dims, steps, pads)
         acc = _accumulator(x.dtype)
         out_dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else acc
         total = lax.reduce_window(x.astype(acc), np.array(0, acc), lax.add, dims, steps, pads)
-        counts = _window_counts(spatial, window, strides, pads[1:-1])
-        return (total / jnp.asarray(counts, acc)).astype(out_dtype), state
+        counts = _window_counts(sizes, win.size, win.strides, pads[1:-1])
+        return (total / jnp.asarray(counts, acc)).astype(out_dtype)
 
-    return Layer(init, apply, kind, name)
+    return stateless(kind, pool, check=check, name=name)
 
 
 # ------------------------------------------------------------------------- MaxPool
@@ -185,7 +162,7 @@ def MaxPool(
         >>> layer.apply(params, state, x)[0][0, :, :, 0].tolist()
         [[5.0, 7.0], [13.0, 15.0]]
     """
-    return _pool("MaxPool", None, window, strides, padding, "max", name)
+    return _pool("MaxPool", None, window, strides, padding, reducer="max", name=name)
 
 
 def MaxPool1D(
@@ -195,29 +172,16 @@ def MaxPool1D(
     *,
     name: str | None = None,
 ) -> Layer:
-    """Max pooling over sequences ``(batch, length, channels)``: :func:`MaxPool` in 1-D.
-
-    Args:
-        window: the window length.
-        strides: the step between windows; ``None`` for the window.
-        padding: ``"VALID"``, ``"SAME"`` or ``((lo, hi),)``; see :func:`MaxPool`.
-        name: the name of this layer inside a parent.
-
-    Returns:
-        A layer mapping ``x: (batch, length, channels)`` to
-        ``y: (batch, out_length, channels)``, with no params and no state.
-
-    Raises:
-        LayerError: as :func:`MaxPool`.
+    """As :func:`MaxPool` with 1 spatial dimension.
 
     Example:
-        >>> import jax, jax.numpy as jnp
+        >>> import jax.numpy as jnp
         >>> layer = MaxPool1D(3, strides=1, padding="SAME")
         >>> x = jnp.array([[[1.0], [5.0], [2.0], [0.0]]])
         >>> layer.apply({}, {}, x)[0][0, :, 0].tolist()
         [5.0, 5.0, 5.0, 2.0]
     """
-    return _pool("MaxPool1D", 1, window, strides, padding, "max", name)
+    return _pool("MaxPool1D", 1, window, strides, padding, reducer="max", name=name)
 
 
 def MaxPool2D(
@@ -227,20 +191,7 @@ def MaxPool2D(
     *,
     name: str | None = None,
 ) -> Layer:
-    """Max pooling over images ``(batch, height, width, channels)``: 2-D :func:`MaxPool`.
-
-    Args:
-        window: the window: one int for both dims, or two ints.
-        strides: the step between windows: one int or two; ``None`` for the window.
-        padding: ``"VALID"``, ``"SAME"`` or ``((lo, hi), (lo, hi))``; see :func:`MaxPool`.
-        name: the name of this layer inside a parent.
-
-    Returns:
-        A layer mapping ``x: (batch, height, width, channels)`` to
-        ``y: (batch, out_height, out_width, channels)``, with no params and no state.
-
-    Raises:
-        LayerError: as :func:`MaxPool`.
+    """As :func:`MaxPool` with 2 spatial dimensions.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -250,7 +201,7 @@ def MaxPool2D(
         >>> layer.apply(params, state, x)[0].shape
         (8, 14, 14, 32)
     """
-    return _pool("MaxPool2D", 2, window, strides, padding, "max", name)
+    return _pool("MaxPool2D", 2, window, strides, padding, reducer="max", name=name)
 
 
 def MaxPool3D(
@@ -260,29 +211,14 @@ def MaxPool3D(
     *,
     name: str | None = None,
 ) -> Layer:
-    """Max pooling over volumes ``(batch, depth, height, width, channels)``: 3-D.
-
-    Args:
-        window: the window: one int for all three dims, or three ints.
-        strides: the step between windows: one int or three; ``None`` for the window.
-        padding: ``"VALID"``, ``"SAME"`` or three ``(lo, hi)`` pairs; see :func:`MaxPool`.
-        name: the name of this layer inside a parent.
-
-    Returns:
-        A layer mapping ``x: (batch, depth, height, width, channels)`` to
-        ``y: (batch, *out_spatial, channels)``, with no params and no state.
-
-    Raises:
-        LayerError: as :func:`MaxPool`.
+    """As :func:`MaxPool` with 3 spatial dimensions.
 
     Example:
-        >>> import jax, jax.numpy as jnp
-        >>> layer = MaxPool3D(2, padding="SAME")
-        >>> x = jnp.zeros((1, 5, 4, 3, 2))
-        >>> layer.apply({}, {}, x)[0].shape
+        >>> import jax.numpy as jnp
+        >>> MaxPool3D(2, padding="SAME").apply({}, {}, jnp.zeros((1, 5, 4, 3, 2)))[0].shape
         (1, 3, 2, 2, 2)
     """
-    return _pool("MaxPool3D", 3, window, strides, padding, "max", name)
+    return _pool("MaxPool3D", 3, window, strides, padding, reducer="max", name=name)
 
 
 # ------------------------------------------------------------------------- AvgPool
@@ -330,7 +266,7 @@ def AvgPool(
         >>> layer.apply({}, {}, x)[0][0, :, 0].tolist()  # edges average 2 cells, not 3
         [4.5, 6.0, 7.5]
     """
-    return _pool("AvgPool", None, window, strides, padding, "avg", name)
+    return _pool("AvgPool", None, window, strides, padding, reducer="avg", name=name)
 
 
 def AvgPool1D(
@@ -340,30 +276,15 @@ def AvgPool1D(
     *,
     name: str | None = None,
 ) -> Layer:
-    """Average pooling over sequences ``(batch, length, channels)``: 1-D :func:`AvgPool`.
-
-    Padding is excluded from the average, as in :func:`AvgPool`.
-
-    Args:
-        window: the window length.
-        strides: the step between windows; ``None`` for the window.
-        padding: ``"VALID"``, ``"SAME"`` or ``((lo, hi),)``; see :func:`AvgPool`.
-        name: the name of this layer inside a parent.
-
-    Returns:
-        A layer mapping ``x: (batch, length, channels)`` to
-        ``y: (batch, out_length, channels)``, with no params and no state.
-
-    Raises:
-        LayerError: as :func:`AvgPool`.
+    """As :func:`AvgPool` with 1 spatial dimension.
 
     Example:
-        >>> import jax, jax.numpy as jnp
+        >>> import jax.numpy as jnp
         >>> x = jnp.array([[[1.0], [3.0], [5.0], [7.0]]])
         >>> AvgPool1D(2).apply({}, {}, x)[0][0, :, 0].tolist()
         [2.0, 6.0]
     """
-    return _pool("AvgPool1D", 1, window, strides, padding, "avg", name)
+    return _pool("AvgPool1D", 1, window, strides, padding, reducer="avg", name=name)
 
 
 def AvgPool2D(
@@ -373,32 +294,15 @@ def AvgPool2D(
     *,
     name: str | None = None,
 ) -> Layer:
-    """Average pooling over images ``(batch, height, width, channels)``: 2-D.
-
-    Padding is excluded from the average, as in :func:`AvgPool`.
-
-    Args:
-        window: the window: one int for both dims, or two ints.
-        strides: the step between windows: one int or two; ``None`` for the window.
-        padding: ``"VALID"``, ``"SAME"`` or ``((lo, hi), (lo, hi))``; see :func:`AvgPool`.
-        name: the name of this layer inside a parent.
-
-    Returns:
-        A layer mapping ``x: (batch, height, width, channels)`` to
-        ``y: (batch, out_height, out_width, channels)``, with no params and no state.
-
-    Raises:
-        LayerError: as :func:`AvgPool`.
+    """As :func:`AvgPool` with 2 spatial dimensions.
 
     Example:
-        >>> import jax, jax.numpy as jnp
-        >>> layer = AvgPool2D(3, strides=2, padding="SAME")
-        >>> x = jnp.ones((2, 7, 7, 4))
-        >>> y = layer.apply({}, {}, x)[0]
-        >>> y.shape, bool((y == 1.0).all())
+        >>> import jax.numpy as jnp
+        >>> y = AvgPool2D(3, strides=2, padding="SAME").apply({}, {}, jnp.ones((2, 7, 7, 4)))[0]
+        >>> y.shape, bool((y == 1.0).all())  # padding is not averaged in
         ((2, 4, 4, 4), True)
     """
-    return _pool("AvgPool2D", 2, window, strides, padding, "avg", name)
+    return _pool("AvgPool2D", 2, window, strides, padding, reducer="avg", name=name)
 
 
 def AvgPool3D(
@@ -408,60 +312,29 @@ def AvgPool3D(
     *,
     name: str | None = None,
 ) -> Layer:
-    """Average pooling over volumes ``(batch, depth, height, width, channels)``: 3-D.
-
-    Padding is excluded from the average, as in :func:`AvgPool`.
-
-    Args:
-        window: the window: one int for all three dims, or three ints.
-        strides: the step between windows: one int or three; ``None`` for the window.
-        padding: ``"VALID"``, ``"SAME"`` or three ``(lo, hi)`` pairs; see :func:`AvgPool`.
-        name: the name of this layer inside a parent.
-
-    Returns:
-        A layer mapping ``x: (batch, depth, height, width, channels)`` to
-        ``y: (batch, *out_spatial, channels)``, with no params and no state.
-
-    Raises:
-        LayerError: as :func:`AvgPool`.
+    """As :func:`AvgPool` with 3 spatial dimensions.
 
     Example:
-        >>> import jax, jax.numpy as jnp
+        >>> import jax.numpy as jnp
         >>> AvgPool3D(2).apply({}, {}, jnp.ones((1, 4, 4, 4, 3)))[0].shape
         (1, 2, 2, 2, 3)
     """
-    return _pool("AvgPool3D", 3, window, strides, padding, "avg", name)
+    return _pool("AvgPool3D", 3, window, strides, padding, reducer="avg", name=name)
 
 
 # ------------------------------------------------------------------------- global
 
 
 def _global(kind: str, reducer: str, keepdims: bool, name: str | None) -> Layer:
-    def init(key: PRNGKey, x: Spec) -> tuple[Params, State]:
-        del key
-        check_input(kind, x, None)
-        return {}, {}
-
-    def apply(
-        params: Params,
-        state: State,
-        x: Any,
-        *,
-        key: PRNGKey | None = None,
-        training: bool = False,
-    ) -> tuple[Any, State]:
-        del key, training
-        check_entries(kind, "params", params, ())
-        check_input(kind, x, None)
+    def pool(x: Any) -> Any:
         axes = tuple(range(1, x.ndim - 1))
         if reducer == "max":
-            return jnp.max(x, axis=axes, keepdims=keepdims), state
+            return jnp.max(x, axis=axes, keepdims=keepdims)
         acc = _accumulator(x.dtype)
         out_dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else acc
-        y = jnp.mean(x.astype(acc), axis=axes, keepdims=keepdims)
-        return y.astype(out_dtype), state
+        return jnp.mean(x.astype(acc), axis=axes, keepdims=keepdims).astype(out_dtype)
 
-    return Layer(init, apply, kind, name)
+    return stateless(kind, pool, check=lambda x: spatial.check_input(kind, x, None), name=name)
 
 
 def GlobalAvgPool(*, keepdims: bool = False, name: str | None = None) -> Layer:

@@ -9,9 +9,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn._types import Params, PRNGKey, Spec, State
-from jaxnn.core import Layer, LayerError, check_entries
-from jaxnn.layers._common import check_min_rank
+from jaxnn.core import Layer, LayerError
+from jaxnn.layers._common import check_min_rank, stateless
 
 __all__ = ["Flatten", "Reshape"]
 
@@ -38,25 +37,13 @@ def Flatten(*, name: str | None = None) -> Layer:
         (2, 12)
     """
 
-    def init(key: PRNGKey, x: Spec) -> tuple[Params, State]:
-        del key
+    def check(x: Any) -> None:
         check_min_rank("Flatten", x, 1, "(batch, ...)")
-        return {}, {}
 
-    def apply(
-        params: Params,
-        state: State,
-        x: Any,
-        *,
-        key: PRNGKey | None = None,
-        training: bool = False,
-    ) -> tuple[Any, State]:
-        del key, training
-        check_entries("Flatten", "params", params, ())
-        check_min_rank("Flatten", x, 1, "(batch, ...)")
-        return jnp.reshape(x, (x.shape[0], math.prod(x.shape[1:]))), state
+    def flatten(x: Any) -> Any:
+        return jnp.reshape(x, (x.shape[0], math.prod(x.shape[1:])))
 
-    return Layer(init, apply, "Flatten", name)
+    return stateless("Flatten", flatten, check=check, name=name)
 
 
 def Reshape(shape: Sequence[int], *, name: str | None = None) -> Layer:
@@ -123,21 +110,4 @@ def Reshape(shape: Sequence[int], *, name: str | None = None) -> Layer:
             )
         return (x.shape[0], *new)
 
-    def init(key: PRNGKey, x: Spec) -> tuple[Params, State]:
-        del key
-        target(x)
-        return {}, {}
-
-    def apply(
-        params: Params,
-        state: State,
-        x: Any,
-        *,
-        key: PRNGKey | None = None,
-        training: bool = False,
-    ) -> tuple[Any, State]:
-        del key, training
-        check_entries("Reshape", "params", params, ())
-        return jnp.reshape(x, target(x)), state
-
-    return Layer(init, apply, "Reshape", name)
+    return stateless("Reshape", lambda x: jnp.reshape(x, target(x)), check=target, name=name)
