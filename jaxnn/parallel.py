@@ -1,17 +1,122 @@
-"""Spreading work over devices with JAX's own sharding: meshes and member sharding.
+"""Spreading work over devices with JAX's own sharding: data parallelism, members.
 
 Everything here places arrays with ``jax.sharding`` (``Mesh``, ``NamedSharding``,
-``PartitionSpec``); the compiled programs then run where their data is. A
-population's member axis is sharded with :func:`shard_members`.
+``PartitionSpec``) and constrains shardings inside compiled programs; XLA's SPMD
+partitioner then inserts the collectives (the gradient all-reduce, BatchNorm's
+cross-device mean). Nothing here communicates by hand.
+
+* :func:`data_parallel` / :class:`DataParallel`: ``Trainer(..., parallel=...)``
+  splits every batch along the batch axis over a mesh axis and keeps params,
+  optimizer state and model state replicated.
+* :func:`shard_members`: a population's member axis over a mesh axis.
+
+This module sits on the data floor, below training: ``train`` and ``population``
+ask it where arrays go.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["shard_members"]
+__all__ = ["DataParallel", "data_parallel", "shard_members"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DataParallel:
+    """Data parallelism over one axis of a mesh: batches split, state replicated.
+
+    Build it with :func:`data_parallel`. Inside a compiled step every batch (inputs,
+    targets, weights and the padding mask) is constrained to be split along its
+    leading axis over ``mesh.shape[axis]`` devices; params, optimizer state and model
+    state are replicated. Gradients and BatchNorm statistics are then reduced over
+    the global batch by XLA, so a step computes what it computes on one device (to
+    float32 reassociation). A batch whose size does not divide by the device count
+    is split unevenly: XLA pads the last device's share internally and leaves the
+    padding out of every reduction, so BatchNorm statistics and the loss still cover
+    exactly the real batch.
+
+    Attributes:
+        mesh: the ``jax.sharding.Mesh`` (with ``Auto`` axis types).
+        axis: the mesh axis that splits the batch.
+    """
+
+    mesh: Mesh
+    axis: str = "data"
+
+    @property
+    def size(self) -> int:
+        """The number of devices a batch is split over."""
+        return int(self.mesh.shape[self.axis])
+
+    def replicated(self) -> NamedSharding:
+        """The sharding of params and states: a full copy on every device."""
+        return NamedSharding(self.mesh, PartitionSpec())
+
+    def batch_sharding(self) -> NamedSharding:
+        """The sharding of a batch: split along its leading axis."""
+        return NamedSharding(self.mesh, PartitionSpec(self.axis))
+
+    def replicate(self, tree: Any) -> Any:
+        """Places ``tree`` (a state, or in-memory data) on every device of the mesh."""
+        return jax.device_put(tree, self.replicated())
+
+    def constrain_batch(self, tree: Any) -> Any:
+        """Inside a program: split every array of ``tree`` along its leading axis."""
+        return jax.lax.with_sharding_constraint(tree, self.batch_sharding())
+
+
+def data_parallel(
+    mesh: Mesh | None = None, axis: str = "data", *, devices: Any = None
+) -> DataParallel:
+    """Data parallelism over a mesh axis, for ``Trainer(..., parallel=...)``.
+
+    Args:
+        mesh: a ``jax.sharding.Mesh``; ``None`` builds a one-axis mesh named
+            ``axis`` over ``devices``.
+        axis: the mesh axis that splits every batch.
+        devices: the devices of the mesh built when ``mesh`` is ``None``; all of
+            ``jax.devices()`` by default.
+
+    Returns:
+        A :class:`DataParallel`.
+
+    Raises:
+        ValueError: if ``axis`` is not an axis of ``mesh``, or the mesh's axis is
+            ``Explicit`` (jaxnn places arrays with ``Auto`` axes).
+
+    Example:
+        >>> import jax, jaxnn as nn
+        >>> dp = nn.parallel.data_parallel(devices=jax.devices()[:1])
+        >>> dp.size, dp.axis
+        (1, 'data')
+    """
+    if mesh is None:
+        devices = jax.devices() if devices is None else list(devices)
+        mesh = Mesh(np.array(devices), (axis,))
+    if not isinstance(mesh, Mesh):
+        raise TypeError(
+            f"data_parallel: mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}."
+        )
+    if axis not in mesh.axis_names:
+        raise ValueError(
+            f"data_parallel: the mesh has no axis {axis!r}; its axes are "
+            f"{list(mesh.axis_names)}. Pass axis= one of those, or build the mesh with an "
+            f"axis named {axis!r}."
+        )
+    kind = dict(zip(mesh.axis_names, mesh.axis_types, strict=True))[axis]
+    if kind == jax.sharding.AxisType.Explicit:
+        raise ValueError(
+            f"data_parallel: mesh axis {axis!r} is Explicit (jax.make_mesh's default); jaxnn "
+            "places arrays on Auto axes. Build the mesh with jax.make_mesh(shape, names, "
+            "axis_types=(jax.sharding.AxisType.Auto,) * len(names)) or "
+            "jax.sharding.Mesh(devices, names)."
+        )
+    return DataParallel(mesh, axis)
 
 
 def shard_members(states: Any, mesh: jax.sharding.Mesh, axis: str | None = None) -> Any:

@@ -44,7 +44,7 @@ def test_train_step_compiles_once(key):
     # The public jitted step too: one entry in its compilation cache after many calls.
     for _ in range(3):
         state, logs = trainer.train_step(state, x, y)
-    assert trainer.train_step._cache_size() == 1
+    assert trainer._step._cache_size() == 1
     assert int(state.step) == 6
     assert set(logs) == {"loss", "accuracy"}
 
@@ -241,7 +241,7 @@ def test_learning_rate_is_traced_not_recompiled(key):
         opt_state=state.opt_state._replace(hyperparams={**hp, "learning_rate": jnp.float32(0.5)})
     )
     state, _ = trainer.train_step(state, x, y)
-    assert trainer.train_step._cache_size() == 1
+    assert trainer._step._cache_size() == 1
 
 
 def test_keras_optimizer_names_and_defaults():

@@ -26,6 +26,7 @@ from jaxnn.core import Layer
 from jaxnn.data import Data
 from jaxnn.losses import Loss
 from jaxnn.metrics import Metric
+from jaxnn.parallel import DataParallel
 from jaxnn.train.guard import Guard, finite_leaves
 
 __all__ = ["Programs", "TrainState", "finish", "init_optimizer", "programs"]
@@ -110,7 +111,12 @@ def finish(sums: Sums) -> Sums:
 
 
 def programs(
-    model: Layer, loss: Loss, optimizer: optax.GradientTransformation, metrics: Sequence[Metric]
+    model: Layer,
+    loss: Loss,
+    optimizer: optax.GradientTransformation,
+    metrics: Sequence[Metric],
+    *,
+    parallel: DataParallel | None = None,
 ) -> Programs:
     """Builds the pure programs of training ``model``.
 
@@ -119,6 +125,9 @@ def programs(
         loss: a :class:`~jaxnn.Loss` (per-example values).
         optimizer: an optax transformation.
         metrics: :class:`~jaxnn.Metric` values, with unique names other than ``"loss"``.
+        parallel: a :class:`~jaxnn.parallel.DataParallel`: every batch gathered
+            inside an epoch, an evaluation or a prediction is split over its devices;
+            ``None`` for one device.
 
     Returns:
         The :class:`Programs`.
@@ -134,6 +143,7 @@ def programs(
         (2, ['loss'])
     """
     tiny = jnp.finfo(jnp.float32).tiny
+    constrain = (lambda tree: tree) if parallel is None else parallel.constrain_batch
 
     def init(key: PRNGKey, spec: Any) -> TrainState:
         init_key, train_key = jax.random.split(key)
@@ -256,8 +266,7 @@ def programs(
             # Gather one batch at a time: the data is never copied whole, so shared
             # data stays one buffer when members of a population are vmapped.
             state, guard, i = carry
-            ib, mb = batch
-            xb, yb, wb = data_lib.take(data, ib)
+            (xb, yb, wb), mb = constrain((data_lib.take(data, batch[0]), batch[1]))
             key = jax.random.fold_in(dropout_key, i)
             if policy is None:
                 state, sums = step(state, xb, yb, wb, mb, key)
@@ -278,8 +287,7 @@ def programs(
         idx, mask = data_lib.batch_indices(jnp.arange(n), n, batch_size)
 
         def body(_: None, batch: tuple) -> tuple[None, Sums]:
-            ib, mb = batch
-            xb, yb, wb = data_lib.take(data, ib)
+            (xb, yb, wb), mb = constrain((data_lib.take(data, batch[0]), batch[1]))
             _, (_, sums) = loss_and_sums(params, model_state, xb, yb, wb, mb, None, False)
             return None, sums
 
@@ -291,7 +299,7 @@ def programs(
         idx, _ = data_lib.batch_indices(jnp.arange(n), n, batch_size)
 
         def body(_: None, ib: jax.Array) -> tuple[None, Any]:
-            y, _ = model.apply(params, model_state, data_lib.take(x, ib))
+            y, _ = model.apply(params, model_state, constrain(data_lib.take(x, ib)))
             return None, y
 
         _, ys = jax.lax.scan(body, None, idx)

@@ -25,6 +25,7 @@ from jaxnn._checks import check_choice, check_positive_int
 from jaxnn._types import Params, PRNGKey, State
 from jaxnn.core import Layer, as_layer, spec_of
 from jaxnn.data import Data
+from jaxnn.parallel import DataParallel
 from jaxnn.train.callbacks import Callback, History, as_callback
 from jaxnn.train.checkpointing import CheckpointDirectory, Checkpointing
 from jaxnn.train.guard import new_guard, nonfinite_error
@@ -67,9 +68,14 @@ class Trainer:
         optimizer: a Keras name (``"adam"``, ``"sgd"``, ``"rmsprop"``, ``"adamw"``)
             with Keras's defaults, or an optax transformation.
         metrics: names (``"accuracy"``, ``"mae"``, ...) or metric functions.
+        parallel: ``None`` for one device, or a :class:`~jaxnn.parallel.DataParallel`
+            (from :func:`jaxnn.parallel.data_parallel`): every batch of ``fit``,
+            ``evaluate``, ``predict`` and ``train_step`` is split over the devices of
+            a mesh axis, and the states this trainer returns are replicated on them.
 
     Raises:
         ValueError: for unknown names, or metric names that repeat or are ``"loss"``.
+        TypeError: for a ``parallel`` that is not a ``DataParallel``.
 
     Example:
         >>> import jax, numpy as np
@@ -90,7 +96,15 @@ class Trainer:
         loss: str | Callable = "mse",
         optimizer: str | optax.GradientTransformation = "adam",
         metrics: Sequence[str | Callable] = (),
+        *,
+        parallel: DataParallel | None = None,
     ):
+        if parallel is not None and not isinstance(parallel, DataParallel):
+            raise TypeError(
+                "Trainer: parallel must be None or a jaxnn.parallel.DataParallel (from "
+                f"nn.parallel.data_parallel(mesh)), got {type(parallel).__name__}."
+            )
+        self.parallel = parallel
         if isinstance(metrics, str):
             metrics = [metrics]
         self.model = as_layer(model)
@@ -100,9 +114,11 @@ class Trainer:
         names = [m.name for m in self.metrics]
         if len(set(names)) != len(names) or "loss" in names:
             raise ValueError(f"Trainer: metric names must be unique and not 'loss', got {names}.")
-        self.programs: Programs = programs(self.model, self.loss, self.optimizer, self.metrics)
+        self.programs: Programs = programs(
+            self.model, self.loss, self.optimizer, self.metrics, parallel=parallel
+        )
         self._checked: set = set()
-        self.train_step = jax.jit(self._train_step)
+        self._step = jax.jit(self._train_step)
         self._run = jax.jit(
             self._run_epochs, static_argnames=("epochs", "batch_size", "shuffle", "policy")
         )
@@ -154,9 +170,40 @@ class Trainer:
                 f"Trainer.init: key must be a jax.random.key, got {type(key).__name__}. "
                 "Use jax.random.key(seed)."
             )
-        return self.programs.init(key, spec_of(x))
+        return self._place(self.programs.init(key, spec_of(x)))
+
+    def _place(self, tree: Any) -> Any:
+        """Under data parallelism, a state or in-memory data replicated on the mesh."""
+        return tree if self.parallel is None else self.parallel.replicate(tree)
 
     # -- one step
+
+    def train_step(
+        self, state: TrainState, x: Any, y: Any, sample_weight: jax.Array | None = None
+    ) -> tuple[TrainState, dict[str, jax.Array]]:
+        """One compiled update on one batch; it compiles once per batch shape.
+
+        Args:
+            state: the :class:`TrainState`.
+            x: a batch of inputs ``(batch, ...)``.
+            y: its targets ``(batch, ...)``.
+            sample_weight: ``(batch,)`` weights, or ``None``.
+
+        Returns:
+            ``(state, logs)``: the updated state and the batch's ``loss`` and metrics
+            (as arrays, not yet on the host).
+
+        Example:
+            >>> import jax, jax.numpy as jnp, jaxnn as nn
+            >>> trainer = nn.Trainer(nn.Dense(1), "mse", "sgd")
+            >>> state = trainer.init(jax.random.key(0), jnp.zeros((1, 3)))
+            >>> state, logs = trainer.train_step(state, jnp.ones((4, 3)), jnp.ones((4, 1)))
+            >>> int(state.step), sorted(logs)
+            (1, ['loss'])
+        """
+        if self.parallel is not None:
+            state, x, y, sample_weight = self._place((state, x, y, sample_weight))
+        return self._step(state, x, y, sample_weight)
 
     def _train_step(
         self, state: TrainState, x: Any, y: Any, sample_weight: jax.Array | None = None
@@ -165,6 +212,8 @@ class Trainer:
         ones = jnp.ones((n,), jnp.float32)
         weight = ones if sample_weight is None else sample_weight
         key = jax.random.fold_in(state.key, state.step)
+        if self.parallel is not None:
+            x, y, weight = self.parallel.constrain_batch((x, y, weight))
         new_state, sums = self.programs.step(state, x, y, weight, ones, key)
         return new_state, finish(sums)
 
@@ -328,6 +377,7 @@ class Trainer:
             on_nonfinite=on_nonfinite,
             checkpoint=checkpoint,
         )
+        state = self._place(state)
         if plan.verbose == 0 and not plan.callbacks and plan.checkpoints is None:
             return self._fit_whole(state, plan)
         return self._fit_per_epoch(state, plan)
@@ -357,9 +407,7 @@ class Trainer:
         if settings["validation_data"] is not None:
             val, _ = data_lib.validation(where, settings["validation_data"])
         elif settings["validation_split"]:
-            data, val, n = data_lib.split_validation(
-                where, data, n, settings["validation_split"]
-            )
+            data, val, n = data_lib.split_validation(where, data, n, settings["validation_split"])
         self._check_targets(state, data.x, data.y)
 
         checkpoints = None
@@ -368,8 +416,8 @@ class Trainer:
             names = self.log_names(validation=val is not None)
             checkpoints.check_monitor(names + (["skipped_steps"] if on_nonfinite == "skip" else []))
         return _Plan(
-            data=data,
-            val=val,
+            data=self._place(data),
+            val=self._place(val),
             examples=n,
             epochs=epochs,
             batch_size=batch_size,
@@ -408,9 +456,7 @@ class Trainer:
             if halted.any():
                 bad = int(np.argmax(halted))
                 before = History({k: v[:bad] for k, v in history.items()} if bad else {})
-                raise nonfinite_error(
-                    "Trainer.fit", guard, new_state, bad, plan.epochs, before
-                )
+                raise nonfinite_error("Trainer.fit", guard, new_state, bad, plan.epochs, before)
         return new_state, History(history)
 
     def _fit_per_epoch(self, state: TrainState, plan: _Plan) -> tuple[TrainState, History]:
@@ -428,6 +474,7 @@ class Trainer:
             found = ckpt.restore_latest(state, settings) if plan.resume else None
             if found is not None:
                 state, first_epoch, history = found
+                state = self._place(state)
             elif not plan.resume:
                 ckpt.warn_if_not_empty()
 
@@ -511,6 +558,7 @@ class Trainer:
         batch_size = data_lib.check_batch_size(where, batch_size)
         data, n = data_lib.prepare(where, x, y, sample_weight, need_y=True)
         self._check_targets(state, data.x, data.y)
+        state, data = self._place((state, data))
         sums = self._evaluate(state.params, state.model_state, data, batch_size=min(batch_size, n))
         return {k: float(v) for k, v in jax.device_get(finish(sums)).items()}
 
@@ -538,6 +586,5 @@ class Trainer:
         where = "Trainer.predict"
         batch_size = data_lib.check_batch_size(where, batch_size)
         data, n = data_lib.prepare(where, x)
-        return self._predict(
-            state.params, state.model_state, data.x, batch_size=min(batch_size, n)
-        )
+        state, data = self._place((state, data))
+        return self._predict(state.params, state.model_state, data.x, batch_size=min(batch_size, n))

@@ -1,0 +1,135 @@
+"""Data parallelism on 8 virtual CPU devices, in a subprocess (the device count is
+fixed when JAX starts): every device count gives the single-device result."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import jaxnn as nn
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPT = textwrap.dedent(
+    """
+    import jax, jax.numpy as jnp, numpy as np
+    import jaxnn as nn
+
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    jax.config.update("jax_numpy_dtype_promotion", "strict")
+    assert len(jax.devices()) == 8, jax.devices()
+
+    compiles = []  # XLA compilations, counted with JAX's monitoring events
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, seconds, **kw: compiles.append(event)
+        if event == "/jax/core/compile/backend_compile_duration" else None
+    )
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 4)).astype(np.float32)
+    y = (x.sum(axis=1, keepdims=True) > 0).astype(np.float32)
+
+    def model(kind):
+        if kind == "bn_dropout":
+            return nn.Sequential(nn.Dense(8), nn.BatchNorm(), nn.Activation("relu"),
+                                 nn.Dropout(0.25), nn.Dense(1, "sigmoid"))
+        return nn.Sequential(nn.Dense(8, "relu"), nn.Dense(1, "sigmoid"))
+
+    def run(kind, optimizer, devices):
+        parallel = None if devices == 1 else nn.parallel.data_parallel(
+            devices=jax.devices()[:devices])
+        trainer = nn.Trainer(model(kind), "binary_crossentropy", optimizer, ["accuracy"],
+                             parallel=parallel)
+        state = trainer.init(jax.random.key(0), x)
+        epochs, compiled = [], []
+        class Record(nn.Callback):
+            def on_epoch_end(self, epoch, logs, state):
+                epochs.append(jax.tree.map(np.asarray, (state.params, state.model_state)))
+                compiled.append(len(compiles))
+        # batch 12 of 40 training examples: uneven over 8 devices and a partial last batch
+        state, history = trainer.fit(state, x, y, epochs=3, batch_size=12, verbose=0,
+                                     validation_split=0.2, callbacks=[Record()])
+        if parallel is not None:
+            for leaf in jax.tree.leaves(state):  # replicated on every device of the mesh
+                assert len(leaf.sharding.device_set) == devices, leaf.sharding
+        step_state, step_logs = trainer.train_step(state, x[:10], y[:10])
+        return dict(
+            epochs=epochs,
+            history=history,
+            evaluate=trainer.evaluate(state, x, y, batch_size=7),
+            predict=np.asarray(trainer.predict(state, x, batch_size=7)),
+            step=(jax.tree.map(np.asarray, step_state.params), float(step_logs["loss"])),
+            compiled=compiled[-1] - compiled[0],  # after the first epoch
+        )
+
+    def same(a, b, what):
+        # float32 reassociation: XLA sums the gradient and BatchNorm's statistics per
+        # device and then across devices, in another order than one device does.
+        for p, q in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+            np.testing.assert_allclose(p, q, rtol=2e-5, atol=2e-6, err_msg=what)
+
+    for kind, optimizer in (("bn_dropout", "sgd"), ("plain", "adam")):
+        counts = (1, 2, 4, 8) if kind == "bn_dropout" else (1, 8)
+        one = run(kind, optimizer, 1)
+        for devices in counts[1:]:
+            many = run(kind, optimizer, devices)
+            what = f"{kind} {optimizer} on {devices} devices"
+            for epoch, (a, b) in enumerate(zip(one["epochs"], many["epochs"], strict=True)):
+                same(a, b, f"{what}, epoch {epoch}")
+            same(dict(one["history"]), dict(many["history"]), what + ", history")
+            same(one["evaluate"], many["evaluate"], what + ", evaluate")
+            same(one["predict"], many["predict"], what + ", predict")
+            same(one["step"], many["step"], what + ", train_step on 10 examples")
+            assert many["compiled"] == 0, many["compiled"]  # one epoch program, reused
+    assert compiles, "the compile listener saw no compilation at all"
+    print("DATA-PARALLEL-OK")
+    """
+)
+
+
+def test_data_parallel_fit_equals_one_device_on_1_2_4_8_devices():
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr[-5000:]
+    assert "DATA-PARALLEL-OK" in result.stdout
+
+
+def test_bad_meshes_and_settings_fail_before_compiling():
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("batch",))
+    with pytest.raises(ValueError, match=r"data_parallel: the mesh has no axis 'data'; its axes"):
+        nn.parallel.data_parallel(mesh)
+    assert nn.parallel.data_parallel(mesh, axis="batch").size == 1
+    explicit = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Explicit,))
+    with pytest.raises(ValueError, match=r"mesh axis 'data' is Explicit.*AxisType.Auto"):
+        nn.parallel.data_parallel(explicit)
+    with pytest.raises(TypeError, match=r"data_parallel: mesh must be a jax.sharding.Mesh"):
+        nn.parallel.data_parallel("data")
+    with pytest.raises(TypeError, match=r"Trainer: parallel must be None or a jaxnn.parallel"):
+        nn.Trainer(nn.Dense(1), "mse", "sgd", parallel=mesh)
+
+
+def test_one_device_data_parallel_equals_no_parallel(key):
+    x = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
+    y = x.sum(axis=1, keepdims=True)
+    plain = nn.Trainer(nn.Dense(1), "mse", "sgd")
+    parallel = nn.Trainer(nn.Dense(1), "mse", "sgd", parallel=nn.parallel.data_parallel())
+    a, _ = plain.fit(plain.init(key, x), x, y, epochs=2, batch_size=6, verbose=0)
+    b, _ = parallel.fit(parallel.init(key, x), x, y, epochs=2, batch_size=6, verbose=0)
+    jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
