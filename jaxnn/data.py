@@ -201,7 +201,11 @@ def validation(where: str, validation_data: Any) -> tuple[Data, int]:
         raise ValueError(
             f"{where}: validation_data must be (x_val, y_val) or (x_val, y_val, weights), "
             f"got {type(validation_data).__name__}"
-            + (f" of length {len(validation_data)}." if hasattr(validation_data, "__len__") else ".")
+            + (
+                f" of length {len(validation_data)}."
+                if hasattr(validation_data, "__len__")
+                else "."
+            )
         )
     return prepare(f"{where} (validation_data)", *validation_data, need_y=True)
 

@@ -174,10 +174,7 @@ def stopping_rule(patience: int, min_delta: float, mode: str) -> StoppingRule:
 
     def update(stop: StopState, value: Any, active: Any, xp: Any) -> tuple[StopState, Any]:
         active = active & ~stop.stopped
-        if mode == "min":
-            better = value < stop.best - min_delta
-        else:
-            better = value > stop.best + min_delta
+        better = value < stop.best - min_delta if mode == "min" else value > stop.best + min_delta
         improved = active & better
         wait = xp.where(active, xp.where(better, 0, stop.wait + 1), stop.wait).astype(xp.int32)
         stopping = active & (wait > patience)
