@@ -261,9 +261,7 @@ def fit(
         val, _ = _data(where, xv, yv, wv[0] if wv else None, member_data, n)
     elif validation_split:
         axis = 1 if member_data else 0
-        data, val, _ = data_lib.split_validation(
-            where, data, examples, validation_split, axis=axis
-        )
+        data, val, _ = data_lib.split_validation(where, data, examples, validation_split, axis=axis)
     if stopping is not None and stopping.monitor.startswith("val_") and val is None:
         raise ValueError(
             f"{where}: early_stopping monitors {stopping.monitor!r} but there is no validation "

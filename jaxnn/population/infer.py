@@ -116,9 +116,7 @@ def _evaluate_members(
         d = own if member_data else data
         return finish(trainer.programs.evaluate_sums(params, model_state, d, batch_size))
 
-    return over_members(member, strategy, chunk_size, n)(
-        (variables, data if member_data else None)
-    )
+    return over_members(member, strategy, chunk_size, n)((variables, data if member_data else None))
 
 
 # Module-level jits, keyed on the static settings, so repeated calls (every epoch of a
