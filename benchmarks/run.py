@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKLOADS = ("seed", "mlp", "cnn", "population", "startup")
+WORKLOADS = ("seed", "mlp", "cnn", "population", "parallel", "startup")
 PEER_WORKLOADS = ("seed", "mlp", "cnn")
 QUICK_CORE_ONLY = ("cnn",)  # peers' CNNs compile slowly; --quick runs jaxnn's and pure JAX's
 MARKERS = ("<!-- results:start -->", "<!-- results:end -->")
@@ -294,6 +294,23 @@ def _population(quick: bool, timeout: float):
     return rows, [], False, {"members": members, "raw": got}
 
 
+def _parallel(quick: bool, timeout: float) -> tuple[dict | None, list[str], bool]:
+    """``benchmarks/parallel.py``: 8 virtual devices against one, in its own process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "parallel.json"
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "parallel.py"), "--json", str(path)]
+        child = run_child(cmd + (["--quick"] if quick else []), timeout)
+        if child["returncode"] != 0 or not path.exists():
+            return None, [f"parallel: benchmarks/parallel.py failed: {_last_lines(child)}"], True
+        got = json.loads(path.read_text())
+    print(
+        f"  parallel   ({child['seconds']:.1f} s): 8 virtual devices vs one: mlp "
+        f"{got['mlp']['overhead']:.2f}x, population {got['population']['overhead']:.2f}x",
+        flush=True,
+    )
+    return got, [], False
+
+
 def _startup(quick: bool, timeout: float) -> tuple[dict | None, list[str], bool]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "startup.json"
@@ -333,8 +350,13 @@ def machine_info() -> dict:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = None
+    import jax
+
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "backend": jax.default_backend(),
+        "device_kind": jax.devices()[0].device_kind,
+        "device_count": jax.device_count(),
         "cpu": cpu,
         "cores": os.cpu_count(),
         "platform": platform.platform(),
@@ -445,6 +467,18 @@ def targets(results: dict) -> list[dict]:
                 "met": speed >= 1.5,
             }
         )
+    par = results.get("parallel")
+    if par:
+        for key, what in (("mlp", "Trainer.fit data-parallel"), ("population", "population.fit")):
+            r = par[key]
+            out.append(
+                {
+                    "target": f"parallel: {what} on 8 virtual devices <= 1.25x one device "
+                    "(overhead; the 8 share the same cores)",
+                    "measured": f"{r['overhead']:.2f}x",
+                    "met": r["overhead"] <= 1.25,
+                }
+            )
     start = results.get("startup")
     if start:
         extra = start["jaxnn_over_jax_s"]
@@ -473,7 +507,9 @@ def markdown(results: dict) -> str:
     v = m["versions"]
     peak = results.get("matmul_peak")
     lines = [
-        f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores), Python {m['python']}, "
+        f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores; JAX backend "
+        f"{m.get('backend', 'cpu')}, {m.get('device_count', 1)} x "
+        f"{m.get('device_kind', 'cpu')}), Python {m['python']}, "
         f"jax {v['jax']}, jaxlib {v['jaxlib']}, optax {v['optax']}; "
         f"load average {m['load_average_start']} at the start and "
         f"{m.get('load_average_end')} at the end (a shared machine: others' jobs ran too).",
@@ -528,6 +564,20 @@ def markdown(results: dict) -> str:
                 for r in scaling
             )
             + ".",
+        ]
+    par = results.get("parallel")
+    if par:
+        mlp, popn = par["mlp"], par["population"]
+        lines += [
+            "",
+            "Spread over 8 virtual CPU devices (`benchmarks/parallel.py`; all 8 share this "
+            "machine's cores, so this is the overhead of the partitioned program, not a "
+            f"speed-up): the MLP's `Trainer.fit` at global batch {mlp['batch']} takes "
+            f"{mlp['eight_devices']['seconds']:.3f} s data-parallel against "
+            f"{mlp['one_device']['seconds']:.3f} s on one device ({mlp['overhead']:.2f}x); "
+            f"`population.fit` of {popn['members']:,} members sharded over the 8 takes "
+            f"{popn['eight_devices']['seconds']:.3f} s against "
+            f"{popn['one_device']['seconds']:.3f} s ({popn['overhead']:.2f}x).",
         ]
     start = results.get("startup")
     if start:
@@ -793,6 +843,10 @@ def main(argv: list[str] | None = None) -> int:
                 block = {"description": DESCRIPTIONS[workload], "rows": rows}
                 block.update(extra[0] if extra else {})
                 results["workloads"][workload] = block
+        elif workload == "parallel":
+            got, notes, bad = _parallel(args.quick, timeout)
+            if got:
+                results["parallel"] = got
         else:
             got, notes, bad = _startup(args.quick, timeout)
             if got:

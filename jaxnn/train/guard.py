@@ -4,6 +4,11 @@ Every guarded step checks its loss and gradients inside the program. A :class:`G
 carries, through ``lax.scan``, whether training is halted, how many steps were
 skipped, and the facts of the first bad step, which the host turns into a
 :class:`NonFiniteError` with :func:`nonfinite_error`.
+
+The library's words for what to do on a non-finite loss, gradient or state
+(``on_nonfinite``): ``"raise"`` an error holding the last finite state; ``"skip"`` the
+bad update and go on; ``"stop"`` at the last finite state without an error (a
+population member); ``"ignore"``: do not check.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ import numpy as np
 from jaxnn._types import Params
 
 __all__ = [
-    "NONFINITE_POLICIES",
     "Guard",
     "NonFiniteError",
     "finite_leaves",
@@ -25,13 +29,6 @@ __all__ = [
     "new_guard",
     "nonfinite_error",
 ]
-
-NONFINITE_POLICIES = ("raise", "skip", "stop", "ignore")
-"""The words for what to do on a non-finite loss, gradient or state, library-wide:
-``"raise"`` an error holding the last finite state; ``"skip"`` the bad update and go
-on; ``"stop"`` at the last finite state without an error (a population member);
-``"ignore"``: do not check."""
-
 
 class NonFiniteError(FloatingPointError):
     """Training met a NaN or Inf loss or gradient, under ``on_nonfinite="raise"``.

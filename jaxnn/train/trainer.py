@@ -394,10 +394,11 @@ class Trainer:
         epochs = check_positive_int(where, "epochs", settings["epochs"], minimum=0)
         verbose = check_verbose(where, settings["verbose"])
         on_nonfinite = settings["on_nonfinite"]
-        if on_nonfinite in ("stop", "continue"):
+        if on_nonfinite == "stop":
             raise ValueError(
-                f"{where}: on_nonfinite={on_nonfinite!r} is for populations; a single "
-                "network takes 'raise', 'skip' or 'ignore'."
+                f"{where}: on_nonfinite='stop' is for population members; a single network "
+                "takes 'raise' (stop with the last finite state in the error), 'skip' or "
+                "'ignore'."
             )
         check_choice(where, "on_nonfinite", on_nonfinite, ("raise", "skip", "ignore"))
         checkpointing = Checkpointing.of(where, settings["checkpoint"])

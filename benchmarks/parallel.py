@@ -1,0 +1,132 @@
+"""The cost of spreading work over 8 devices, against the same work on one device.
+
+Run in one process started with 8 virtual CPU devices
+(``--xla_force_host_platform_device_count=8``, set by this script before JAX starts).
+The virtual devices share this machine's cores, so there is no speed-up to be had: the
+ratio measures the overhead of the partitioned program (the collectives, the uneven
+split, the extra scheduling), which should stay small. On 8 real GPUs the same lines
+divide the per-device work by 8 and add one all-reduce of the gradients per step.
+
+* ``mlp``: ``Trainer.fit`` of the 784-512-512-10 MLP, global batch 256, one epoch of
+  ``--steps`` steps, with ``parallel=nn.parallel.data_parallel()`` over 8 devices,
+  against ``parallel=None`` (one device), same data, same seed;
+* ``population``: ``population.fit`` of 1024 tutorial networks (4-32-1, 100 examples
+  each, batch 10, ``--epochs`` epochs) with the members sharded over 8 devices by
+  ``nn.parallel.shard_members``, against the same population on one device.
+
+Both sides are timed warm (compiled first), alternating, median of ``--repeats``.
+
+    python benchmarks/parallel.py [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["JAX_PLATFORMS"] = "cpu"  # virtual CPU devices, even where a GPU is present
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
+
+import argparse  # after the flag above: JAX reads it when it starts
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import jaxnn as nn
+from jaxnn import population as pop
+
+
+def alternate(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, dict]:
+    """Median wall time of each function, warm, the functions alternating."""
+    for fn in fns.values():
+        jax.block_until_ready(fn())
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[k].append(time.perf_counter() - start)
+    return {k: {"seconds": statistics.median(v), "times": v} for k, v in times.items()}
+
+
+def mlp(steps: int, repeats: int) -> dict:
+    batch = 256
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(steps * batch, 784)).astype(np.float32)
+    y = rng.integers(0, 10, size=(steps * batch,)).astype(np.int32)
+
+    def build(parallel: nn.parallel.DataParallel | None) -> Callable[[], object]:
+        model = nn.Sequential(nn.Dense(512, "relu"), nn.Dense(512, "relu"), nn.Dense(10))
+        loss = nn.losses.get("sparse_categorical_crossentropy", from_logits=True)
+        trainer = nn.Trainer(model, loss, "adam", parallel=parallel)
+        state = trainer.init(jax.random.key(0), x[:1])
+        fit = dict(epochs=1, batch_size=batch, shuffle=False, verbose=0)
+        return lambda: trainer.fit(state, x, y, **fit)[0].params
+
+    timed = alternate(
+        {"one_device": build(None), "eight_devices": build(nn.parallel.data_parallel())},
+        repeats,
+    )
+    return {"steps": steps, "batch": batch, **timed}
+
+
+def population(members: int, epochs: int, repeats: int) -> dict:
+    rng = np.random.default_rng(0)
+    x = rng.random((members, 100, 4), dtype=np.float32)
+    y = rng.integers(0, 2, size=(members, 100, 1)).astype(np.float32)
+    trainer = nn.Trainer(
+        nn.Sequential(nn.Dense(32, "relu"), nn.Dense(1, "sigmoid")), "binary_crossentropy", "adam"
+    )
+    states = pop.init(trainer, jax.random.key(0), x[0], members)
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("members",))
+    sharded = nn.parallel.shard_members(states, mesh)
+    xs, ys = nn.parallel.shard_members((x, y), mesh)
+    fit = dict(epochs=epochs, batch_size=10, member_data=True)
+
+    timed = alternate(
+        {
+            "one_device": lambda: pop.fit(trainer, states, x, y, **fit)[0].params,
+            "eight_devices": lambda: pop.fit(trainer, sharded, xs, ys, **fit)[0].params,
+        },
+        repeats,
+    )
+    return {"members": members, "epochs": epochs, "steps": epochs * 10, **timed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for CI")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+    assert len(jax.devices()) == 8, jax.devices()
+    results = {
+        "devices": len(jax.devices()),
+        "backend": jax.default_backend(),
+        "device_kind": jax.devices()[0].device_kind,
+        "mlp": mlp(steps=4 if args.quick else 40, repeats=3 if args.quick else 7),
+        "population": population(
+            members=64 if args.quick else 1024,
+            epochs=2 if args.quick else 100,
+            repeats=2 if args.quick else 5,
+        ),
+    }
+    for key in ("mlp", "population"):
+        r = results[key]
+        r["overhead"] = r["eight_devices"]["seconds"] / r["one_device"]["seconds"]
+        print(
+            f"{key}: one device {r['one_device']['seconds']:.3f} s, 8 virtual devices "
+            f"{r['eight_devices']['seconds']:.3f} s ({r['overhead']:.2f}x)",
+            flush=True,
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
