@@ -17,36 +17,49 @@ ask it where arrays go.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxnn._checks import check_positive_int
+
 __all__ = ["DataParallel", "data_parallel", "shard_members"]
 
 
 @dataclasses.dataclass(frozen=True)
 class DataParallel:
-    """Data parallelism over one axis of a mesh: batches split, state replicated.
+    """Data parallelism over one axis of a mesh: batches split, state replicated
+    (or, for large arrays, sharded along a second axis).
 
     Build it with :func:`data_parallel`. Inside a compiled step every batch (inputs,
     targets, weights and the padding mask) is constrained to be split along its
     leading axis over ``mesh.shape[axis]`` devices; params, optimizer state and model
-    state are replicated. Gradients and BatchNorm statistics are then reduced over
-    the global batch by XLA, so a step computes what it computes on one device (to
-    float32 reassociation). A batch whose size does not divide by the device count
-    is split unevenly: XLA pads the last device's share internally and leaves the
-    padding out of every reduction, so BatchNorm statistics and the loss still cover
-    exactly the real batch.
+    state are replicated, except that with a ``param_axis`` every array of at least
+    ``min_size`` elements is split along one of its dimensions over that axis
+    (FSDP-style: XLA gathers a layer's weights where they are used and
+    reduce-scatters their gradients), so each device holds only its share.
+    Gradients and BatchNorm statistics are reduced over the global batch by XLA,
+    so a step computes what it computes on one device (to float32 reassociation).
+    A batch whose size does not divide by the device count is split unevenly: XLA
+    pads the last device's share internally and leaves the padding out of every
+    reduction, so BatchNorm statistics and the loss still cover exactly the real
+    batch.
 
     Attributes:
         mesh: the ``jax.sharding.Mesh`` (with ``Auto`` axis types).
         axis: the mesh axis that splits the batch.
+        param_axis: the mesh axis that splits large params and optimizer state, or
+            ``None`` to replicate them (it may be ``axis`` itself).
+        min_size: the number of elements from which an array is split.
     """
 
     mesh: Mesh
     axis: str = "data"
+    param_axis: str | None = None
+    min_size: int = 2**18
 
     @property
     def size(self) -> int:
@@ -62,8 +75,35 @@ class DataParallel:
         return NamedSharding(self.mesh, PartitionSpec(self.axis))
 
     def replicate(self, tree: Any) -> Any:
-        """Places ``tree`` (a state, or in-memory data) on every device of the mesh."""
+        """Places ``tree`` (in-memory data) whole on every device of the mesh."""
         return jax.device_put(tree, self.replicated())
+
+    def state_sharding(self, shape: tuple[int, ...]) -> NamedSharding:
+        """Where a state array of this shape goes: replicated, or, with a
+        ``param_axis``, split along its largest dimension that the axis divides when
+        it has at least ``min_size`` elements."""
+        if self.param_axis is None or math.prod(shape) < self.min_size:
+            return self.replicated()
+        parts = int(self.mesh.shape[self.param_axis])
+        dims = [d for d in range(len(shape)) if shape[d] % parts == 0]
+        if not dims:
+            return self.replicated()
+        dim = max(dims, key=lambda d: (shape[d], d))
+        spec = [None] * len(shape)
+        spec[dim] = self.param_axis
+        return NamedSharding(self.mesh, PartitionSpec(*spec))
+
+    def place_state(self, tree: Any) -> Any:
+        """Places a state (params, optimizer and model state) on the mesh."""
+        return jax.tree.map(lambda a: jax.device_put(a, self.state_sharding(a.shape)), tree)
+
+    def constrain_state(self, tree: Any) -> Any:
+        """Inside a program: keeps a state's arrays where :meth:`place_state` put them."""
+        if self.param_axis is None:
+            return tree
+        return jax.tree.map(
+            lambda a: jax.lax.with_sharding_constraint(a, self.state_sharding(a.shape)), tree
+        )
 
     def constrain_batch(self, tree: Any) -> Any:
         """Inside a program: split every array of ``tree`` along its leading axis."""
@@ -71,7 +111,12 @@ class DataParallel:
 
 
 def data_parallel(
-    mesh: Mesh | None = None, axis: str = "data", *, devices: Any = None
+    mesh: Mesh | None = None,
+    axis: str = "data",
+    *,
+    param_axis: str | None = None,
+    min_size: int = 2**18,
+    devices: Any = None,
 ) -> DataParallel:
     """Data parallelism over a mesh axis, for ``Trainer(..., parallel=...)``.
 
@@ -79,6 +124,12 @@ def data_parallel(
         mesh: a ``jax.sharding.Mesh``; ``None`` builds a one-axis mesh named
             ``axis`` over ``devices``.
         axis: the mesh axis that splits every batch.
+        param_axis: a mesh axis that splits every param and optimizer-state array of
+            at least ``min_size`` elements (FSDP-style sharded parameters, for a
+            model larger than one device's memory); ``None`` replicates them. It may
+            be ``axis`` itself, or a second axis of a two-axis mesh.
+        min_size: the number of elements from which an array is split (arrays
+            smaller than that are cheaper to replicate than to gather).
         devices: the devices of the mesh built when ``mesh`` is ``None``; all of
             ``jax.devices()`` by default.
 
@@ -86,8 +137,9 @@ def data_parallel(
         A :class:`DataParallel`.
 
     Raises:
-        ValueError: if ``axis`` is not an axis of ``mesh``, or the mesh's axis is
-            ``Explicit`` (jaxnn places arrays with ``Auto`` axes).
+        ValueError: if ``axis`` or ``param_axis`` is not an axis of ``mesh``, the
+            mesh's axes are ``Explicit`` (jaxnn places arrays with ``Auto`` axes), or
+            ``min_size`` is not a positive int.
 
     Example:
         >>> import jax, jaxnn as nn
@@ -102,21 +154,25 @@ def data_parallel(
         raise TypeError(
             f"data_parallel: mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}."
         )
-    if axis not in mesh.axis_names:
-        raise ValueError(
-            f"data_parallel: the mesh has no axis {axis!r}; its axes are "
-            f"{list(mesh.axis_names)}. Pass axis= one of those, or build the mesh with an "
-            f"axis named {axis!r}."
-        )
-    kind = dict(zip(mesh.axis_names, mesh.axis_types, strict=True))[axis]
-    if kind == jax.sharding.AxisType.Explicit:
-        raise ValueError(
-            f"data_parallel: mesh axis {axis!r} is Explicit (jax.make_mesh's default); jaxnn "
-            "places arrays on Auto axes. Build the mesh with jax.make_mesh(shape, names, "
-            "axis_types=(jax.sharding.AxisType.Auto,) * len(names)) or "
-            "jax.sharding.Mesh(devices, names)."
-        )
-    return DataParallel(mesh, axis)
+    kinds = dict(zip(mesh.axis_names, mesh.axis_types, strict=True))
+    for what, name in (("axis", axis), ("param_axis", param_axis)):
+        if name is None:
+            continue
+        if name not in kinds:
+            raise ValueError(
+                f"data_parallel: the mesh has no axis {name!r}; its axes are "
+                f"{list(mesh.axis_names)}. Pass {what}= one of those, or build the mesh "
+                f"with an axis named {name!r}."
+            )
+        if kinds[name] == jax.sharding.AxisType.Explicit:
+            raise ValueError(
+                f"data_parallel: mesh axis {name!r} is Explicit (jax.make_mesh's default); "
+                "jaxnn places arrays on Auto axes. Build the mesh with jax.make_mesh(shape, "
+                "names, axis_types=(jax.sharding.AxisType.Auto,) * len(names)) or "
+                "jax.sharding.Mesh(devices, names)."
+            )
+    min_size = check_positive_int("data_parallel", "min_size", min_size)
+    return DataParallel(mesh, axis, param_axis, min_size)
 
 
 def shard_members(states: Any, mesh: jax.sharding.Mesh, axis: str | None = None) -> Any:

@@ -87,12 +87,40 @@ SCRIPT = textwrap.dedent(
             same(one["step"], many["step"], what + ", train_step on 10 examples")
             assert many["compiled"] == 0, many["compiled"]  # one epoch program, reused
     assert compiles, "the compile listener saw no compilation at all"
+
+    # Sharded parameters (FSDP-style): a (4 data x 2 fsdp) mesh; every array of at
+    # least 1024 elements is split over "fsdp", params and Adam's moments alike.
+    mesh = jax.sharding.Mesh(np.array(jax.devices()).reshape(4, 2), ("data", "fsdp"))
+    fsdp = nn.parallel.data_parallel(mesh, "data", param_axis="fsdp", min_size=1024)
+    xs = rng.normal(size=(40, 16)).astype(np.float32)
+    ys = xs.sum(axis=1, keepdims=True)
+    wide = lambda: nn.Sequential(nn.Dense(64, "relu"), nn.Dense(64, "relu"), nn.Dense(1))
+    one, split = nn.Trainer(wide(), "mse", "adam"), nn.Trainer(wide(), "mse", "adam", parallel=fsdp)
+    a, b = one.init(jax.random.key(0), xs), split.init(jax.random.key(0), xs)
+
+    def bytes_on_device_0(tree):
+        device = jax.devices()[0]
+        return sum(s.data.nbytes for leaf in jax.tree.leaves(tree)
+                   for s in leaf.addressable_shards if s.device == device)
+
+    for before in (True, False):
+        big = [(p, q) for p, q in zip(jax.tree.leaves((a.params, a.opt_state)),
+                                     jax.tree.leaves((b.params, b.opt_state)), strict=True)
+               if p.size >= 1024]
+        assert len(big) == 2 * 3, len(big)  # two kernels, each with mu and nu
+        for p, q in big:  # each device holds half of every large array
+            assert bytes_on_device_0(q) * 2 == p.nbytes, (q.shape, q.sharding)
+        if before:
+            a, history_a = one.fit(a, xs, ys, epochs=3, batch_size=8, verbose=0)
+            b, history_b = split.fit(b, xs, ys, epochs=3, batch_size=8, verbose=0)
+    same(a.params, b.params, "FSDP params")
+    same(dict(history_a), dict(history_b), "FSDP history")
     print("DATA-PARALLEL-OK")
     """
 )
 
 
-def test_data_parallel_fit_equals_one_device_on_1_2_4_8_devices():
+def test_data_parallel_fit_equals_one_device_on_1_2_4_8_devices_and_fsdp_splits_params():
     env = {
         **os.environ,
         "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
@@ -115,6 +143,10 @@ def test_bad_meshes_and_settings_fail_before_compiling():
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("batch",))
     with pytest.raises(ValueError, match=r"data_parallel: the mesh has no axis 'data'; its axes"):
         nn.parallel.data_parallel(mesh)
+    with pytest.raises(ValueError, match=r"no axis 'model'.*Pass param_axis= one of those"):
+        nn.parallel.data_parallel(mesh, axis="batch", param_axis="model")
+    with pytest.raises(ValueError, match=r"data_parallel: min_size must be a positive int"):
+        nn.parallel.data_parallel(mesh, axis="batch", param_axis="batch", min_size=0)
     assert nn.parallel.data_parallel(mesh, axis="batch").size == 1
     explicit = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Explicit,))
     with pytest.raises(ValueError, match=r"mesh axis 'data' is Explicit.*AxisType.Auto"):

@@ -170,11 +170,16 @@ class Trainer:
                 f"Trainer.init: key must be a jax.random.key, got {type(key).__name__}. "
                 "Use jax.random.key(seed)."
             )
-        return self._place(self.programs.init(key, spec_of(x)))
+        return self._place_state(self.programs.init(key, spec_of(x)))
 
-    def _place(self, tree: Any) -> Any:
-        """Under data parallelism, a state or in-memory data replicated on the mesh."""
-        return tree if self.parallel is None else self.parallel.replicate(tree)
+    def _place_state(self, state: TrainState) -> TrainState:
+        """Under data parallelism, a state placed on the mesh (replicated, or its large
+        arrays split along the param axis)."""
+        return state if self.parallel is None else self.parallel.place_state(state)
+
+    def _place_data(self, data: Any) -> Any:
+        """Under data parallelism, in-memory data replicated on the mesh."""
+        return data if self.parallel is None else self.parallel.replicate(data)
 
     # -- one step
 
@@ -202,7 +207,8 @@ class Trainer:
             (1, ['loss'])
         """
         if self.parallel is not None:
-            state, x, y, sample_weight = self._place((state, x, y, sample_weight))
+            state = self._place_state(state)
+            x, y, sample_weight = self._place_data((x, y, sample_weight))
         return self._step(state, x, y, sample_weight)
 
     def _train_step(
@@ -377,7 +383,7 @@ class Trainer:
             on_nonfinite=on_nonfinite,
             checkpoint=checkpoint,
         )
-        state = self._place(state)
+        state = self._place_state(state)
         if plan.verbose == 0 and not plan.callbacks and plan.checkpoints is None:
             return self._fit_whole(state, plan)
         return self._fit_per_epoch(state, plan)
@@ -417,8 +423,8 @@ class Trainer:
             names = self.log_names(validation=val is not None)
             checkpoints.check_monitor(names + (["skipped_steps"] if on_nonfinite == "skip" else []))
         return _Plan(
-            data=self._place(data),
-            val=self._place(val),
+            data=self._place_data(data),
+            val=self._place_data(val),
             examples=n,
             epochs=epochs,
             batch_size=batch_size,
@@ -475,7 +481,7 @@ class Trainer:
             found = ckpt.restore_latest(state, settings) if plan.resume else None
             if found is not None:
                 state, first_epoch, history = found
-                state = self._place(state)
+                state = self._place_state(state)
             elif not plan.resume:
                 ckpt.warn_if_not_empty()
 
@@ -559,7 +565,7 @@ class Trainer:
         batch_size = data_lib.check_batch_size(where, batch_size)
         data, n = data_lib.prepare(where, x, y, sample_weight, need_y=True)
         self._check_targets(state, data.x, data.y)
-        state, data = self._place((state, data))
+        state, data = self._place_state(state), self._place_data(data)
         sums = self._evaluate(state.params, state.model_state, data, batch_size=min(batch_size, n))
         return {k: float(v) for k, v in jax.device_get(finish(sums)).items()}
 
@@ -587,5 +593,5 @@ class Trainer:
         where = "Trainer.predict"
         batch_size = data_lib.check_batch_size(where, batch_size)
         data, n = data_lib.prepare(where, x)
-        state, data = self._place((state, data))
+        state, data = self._place_state(state), self._place_data(data)
         return self._predict(state.params, state.model_state, data.x, batch_size=min(batch_size, n))
