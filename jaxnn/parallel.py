@@ -9,6 +9,9 @@ cross-device mean). Nothing here communicates by hand.
   splits every batch along the batch axis over a mesh axis and keeps params,
   optimizer state and model state replicated.
 * :func:`shard_members`: a population's member axis over a mesh axis.
+* :func:`initialize`: start several processes (``jax.distributed``); a mesh over
+  ``jax.devices()`` then spans every process's devices, and the same ``fit`` runs in
+  each process, which prints and saves once (process 0).
 
 This module sits on the data floor, below training: ``train`` and ``population``
 ask it where arrays go.
@@ -26,7 +29,108 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxnn._checks import check_positive_int
 
-__all__ = ["DataParallel", "data_parallel", "shard_members"]
+__all__ = ["DataParallel", "data_parallel", "initialize", "is_main_process", "put", "shard_members"]
+
+
+def initialize(
+    coordinator_address: str,
+    num_processes: int,
+    process_id: int,
+    *,
+    local_devices: int | None = None,
+    timeout_s: int = 300,
+) -> None:
+    """Starts this process as one of ``num_processes`` (``jax.distributed.initialize``).
+
+    Call it first, before anything else touches JAX, in every process, with the same
+    ``coordinator_address`` (process 0's ``host:port``) and each process's own
+    ``process_id``. On CPUs it switches JAX's collectives to gloo (CPU processes then
+    reduce over TCP) and, with ``local_devices``, gives each process that many
+    virtual CPU devices. On GPUs and TPUs the cluster's devices are found as usual.
+
+    Args:
+        coordinator_address: ``"host:port"`` of process 0.
+        num_processes: how many processes take part.
+        process_id: this process's index, ``0 <= process_id < num_processes``.
+        local_devices: virtual CPU devices per process (CPU only; ``None``: JAX's
+            default).
+        timeout_s: seconds to wait for every process to join, and for a peer's
+            heartbeat before giving up on it.
+
+    Raises:
+        ValueError: for a ``process_id`` outside ``[0, num_processes)``.
+
+    Example:
+        >>> import jaxnn as nn
+        >>> nn.parallel.initialize  # in each process: initialize("10.0.0.1:1234", 2, rank)
+        <function initialize at ...>
+    """
+    num_processes = check_positive_int("parallel.initialize", "num_processes", num_processes)
+    if not isinstance(process_id, int) or not 0 <= process_id < num_processes:
+        raise ValueError(
+            f"parallel.initialize: process_id must lie in [0, {num_processes}) for "
+            f"num_processes={num_processes}, got {process_id!r}. Give each process its own "
+            "index, process 0 being the coordinator."
+        )
+    if local_devices is not None:
+        jax.config.update(
+            "jax_num_cpu_devices",
+            check_positive_int("parallel.initialize", "local_devices", local_devices),
+        )
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address,
+        num_processes=num_processes,
+        process_id=process_id,
+        initialization_timeout=timeout_s,
+        heartbeat_timeout_seconds=timeout_s,
+    )
+
+
+def is_main_process() -> bool:
+    """Whether this is process 0, the one that prints progress and writes files.
+
+    Example:
+        >>> is_main_process()  # a single process is the main one
+        True
+    """
+    return jax.process_index() == 0
+
+
+def put(tree: Any, sharding: Any) -> Any:
+    """``jax.device_put`` that also works for shardings spanning several processes.
+
+    Every process passes the same values (a replicated state, or the same in-memory
+    data); each then places the pieces its own devices hold.
+
+    Args:
+        tree: arrays (NumPy, JAX, or JAX random keys).
+        sharding: one ``Sharding`` for every leaf, or a function from a leaf's shape
+            to its ``Sharding``.
+
+    Returns:
+        The placed tree.
+
+    Example:
+        >>> import jax, numpy as np
+        >>> mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
+        >>> whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        >>> put({"w": np.ones(3)}, whole)["w"].sharding == whole
+        True
+    """
+    of = sharding if callable(sharding) else (lambda shape: sharding)
+
+    def place(a: Any) -> Any:
+        target = of(np.shape(a))
+        if target.is_fully_addressable:
+            return jax.device_put(a, target)
+        if isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            data = place(jax.random.key_data(a))
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(a))
+        host = np.asarray(a)
+        return jax.make_array_from_callback(host.shape, target, lambda index: host[index])
+
+    return jax.tree.map(place, tree)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +180,7 @@ class DataParallel:
 
     def replicate(self, tree: Any) -> Any:
         """Places ``tree`` (in-memory data) whole on every device of the mesh."""
-        return jax.device_put(tree, self.replicated())
+        return put(tree, self.replicated())
 
     def state_sharding(self, shape: tuple[int, ...]) -> NamedSharding:
         """Where a state array of this shape goes: replicated, or, with a
@@ -95,7 +199,7 @@ class DataParallel:
 
     def place_state(self, tree: Any) -> Any:
         """Places a state (params, optimizer and model state) on the mesh."""
-        return jax.tree.map(lambda a: jax.device_put(a, self.state_sharding(a.shape)), tree)
+        return put(tree, self.state_sharding)
 
     def constrain_state(self, tree: Any) -> Any:
         """Inside a program: keeps a state's arrays where :meth:`place_state` put them."""
@@ -108,6 +212,10 @@ class DataParallel:
     def constrain_batch(self, tree: Any) -> Any:
         """Inside a program: split every array of ``tree`` along its leading axis."""
         return jax.lax.with_sharding_constraint(tree, self.batch_sharding())
+
+    def constrain_whole(self, tree: Any) -> Any:
+        """Inside a program: a full copy on every device (outputs every process reads)."""
+        return jax.lax.with_sharding_constraint(tree, self.replicated())
 
 
 def data_parallel(

@@ -165,3 +165,140 @@ def test_one_device_data_parallel_equals_no_parallel(key):
     a, _ = plain.fit(plain.init(key, x), x, y, epochs=2, batch_size=6, verbose=0)
     b, _ = parallel.fit(parallel.init(key, x), x, y, epochs=2, batch_size=6, verbose=0)
     jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
+
+
+# ----------------------------------------------------------------- several processes
+
+PROCESS = textwrap.dedent(
+    """
+    import sys
+    import jaxnn as nn
+
+    process, processes, port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    nn.parallel.initialize(f"localhost:{port}", processes, process, local_devices=2,
+                           timeout_s=60)
+    if len(sys.argv) > 5 and process == 1:
+        import os
+        os._exit(3)  # a peer that dies after joining
+    import jax, numpy as np
+    assert jax.process_count() == processes and jax.device_count() == 2 * processes
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    y = x.sum(axis=1, keepdims=True)
+    model = nn.Sequential(nn.Dense(8), nn.BatchNorm(), nn.Activation("relu"),
+                          nn.Dropout(0.2), nn.Dense(1))
+    trainer = nn.Trainer(model, "mse", "sgd", parallel=nn.parallel.data_parallel())
+    state = trainer.init(jax.random.key(0), x)
+    state, history = trainer.fit(state, x, y, epochs=2, batch_size=12, verbose=2,
+                                 validation_split=0.2)
+    predictions = np.asarray(trainer.predict(state, x, batch_size=16))
+    if nn.parallel.is_main_process():
+        leaves = [np.asarray(a) for a in jax.tree.leaves((state.params, state.model_state))]
+        np.savez(out, predictions=predictions, loss=history["loss"],
+                 val_loss=history["val_loss"], **{f"leaf{i}": a for i, a in enumerate(leaves)})
+    """
+)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def run_processes(script: str, processes: int, *args: str, timeout: float = 180) -> list[str]:
+    """Starts ``processes`` copies of ``script`` (process index, count, a free port and
+    ``args`` on their command line) and waits for all. The first to fail, or the
+    timeout, kills the others and raises with that process's output: never a hang,
+    never a leftover process."""
+    import time
+
+    port = str(free_port())
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    env.pop("XLA_FLAGS", None)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(i), str(processes), port, *args],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(processes)
+    ]
+    deadline = time.monotonic() + timeout
+    try:
+        while any(p.poll() is None for p in procs):
+            failed = [i for i, p in enumerate(procs) if p.poll() not in (None, 0)]
+            if failed:
+                i = failed[0]
+                raise AssertionError(
+                    f"process {i} of {processes} exited with code {procs[i].returncode}; the "
+                    f"others were stopped. Its output:\n{procs[i].stdout.read()[-3000:]}"
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{processes} processes still running after {timeout} s")
+            time.sleep(0.1)
+        outputs = [p.stdout.read() for p in procs]
+        for i, p in enumerate(procs):
+            assert p.returncode == 0, f"process {i} exited with {p.returncode}:\n{outputs[i]}"
+        return outputs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            p.stdout.close()
+
+
+def test_two_processes_train_as_one(tmp_path, key):
+    out = tmp_path / "two.npz"
+    outputs = run_processes(PROCESS, 2, str(out))
+    # Progress is printed once, by process 0.
+    assert [o.count("Epoch 2/2") for o in outputs] == [1, 0], outputs
+    got = np.load(out)
+
+    # The same training on one device, in this process.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    y = x.sum(axis=1, keepdims=True)
+    model = nn.Sequential(
+        nn.Dense(8), nn.BatchNorm(), nn.Activation("relu"), nn.Dropout(0.2), nn.Dense(1)
+    )
+    trainer = nn.Trainer(model, "mse", "sgd")
+    state, history = trainer.fit(
+        trainer.init(jax.random.key(0), x),
+        x,
+        y,
+        epochs=2,
+        batch_size=12,
+        verbose=0,
+        validation_split=0.2,
+    )
+    leaves = jax.tree.leaves((state.params, state.model_state))
+    # float32 reassociation: gloo sums the 4 devices' partial gradients in its order.
+    for i, leaf in enumerate(leaves):
+        np.testing.assert_allclose(got[f"leaf{i}"], leaf, rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(got["loss"], history["loss"], rtol=2e-5)
+    np.testing.assert_allclose(got["val_loss"], history["val_loss"], rtol=2e-5)
+    np.testing.assert_allclose(got["predictions"], trainer.predict(state, x), rtol=2e-5, atol=2e-6)
+
+
+def test_a_dead_peer_fails_fast_with_its_exit_code(tmp_path):
+    with pytest.raises(AssertionError, match=r"process 1 of 2 exited with code 3"):
+        run_processes(PROCESS, 2, str(tmp_path / "never.npz"), "die", timeout=120)
+
+
+def test_initialize_checks_its_arguments():
+    with pytest.raises(ValueError, match=r"process_id must lie in \[0, 2\).*got 2"):
+        nn.parallel.initialize("localhost:1", 2, 2)
+    with pytest.raises(ValueError, match=r"parallel.initialize: num_processes must be a positive"):
+        nn.parallel.initialize("localhost:1", 0, 0)

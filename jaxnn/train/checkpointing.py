@@ -19,6 +19,8 @@ import re
 import warnings
 from typing import Any
 
+import jax
+
 from jaxnn import checkpoint as checkpoint_lib
 from jaxnn._checks import check_positive_int, resolve_mode
 
@@ -229,6 +231,8 @@ class CheckpointDirectory:
         history: dict[str, list],
         settings: dict[str, Any],
     ) -> None:
+        if jax.process_index() != 0:  # several processes: process 0 writes the file
+            return
         finite = lambda v: v if not isinstance(v, float) or math.isfinite(v) else None
         meta = {
             "epoch": epoch,

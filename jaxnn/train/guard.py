@@ -30,6 +30,7 @@ __all__ = [
     "nonfinite_error",
 ]
 
+
 class NonFiniteError(FloatingPointError):
     """Training met a NaN or Inf loss or gradient, under ``on_nonfinite="raise"``.
 

@@ -305,6 +305,9 @@ def programs(
             return None, y
 
         _, ys = jax.lax.scan(body, None, idx)
-        return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[:n], ys)
+        ys = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[:n], ys)
+        # Under data parallelism the outputs are gathered whole, so that every process
+        # can read them.
+        return ys if parallel is None else parallel.constrain_whole(ys)
 
     return Programs(init, step, guarded_step, epoch, evaluate_sums, predict_batches)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import jax
 import numpy as np
 
 from jaxnn._checks import higher_is_better
@@ -62,7 +63,7 @@ class Progress:
 
     def epoch_end(self, epoch: int, logs: dict[str, Any], seconds: float) -> None:
         """Shows epoch ``epoch`` (0-based), which took ``seconds``, with its logs."""
-        if self.verbose == 0:
+        if self.verbose == 0 or jax.process_index() != 0:  # several processes: print once
             return
         text = " - ".join(_format(k, v) for k, v in logs.items())
         title = f"Epoch {epoch + 1}/{self.epochs}"
