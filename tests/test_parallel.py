@@ -115,12 +115,29 @@ SCRIPT = textwrap.dedent(
             b, history_b = split.fit(b, xs, ys, epochs=3, batch_size=8, verbose=0)
     same(a.params, b.params, "FSDP params")
     same(dict(history_a), dict(history_b), "FSDP history")
+
+    # A checkpoint of the split state on 8 devices restores onto 4 devices and onto
+    # one (restore places each array as the state it is given), and training goes on
+    # as it goes on the 8.
+    import os, tempfile
+    path = os.path.join(tempfile.mkdtemp(), "eight.safetensors")
+    nn.checkpoint.save(path, b)
+    four = nn.Trainer(wide(), "mse", "adam",
+                      parallel=nn.parallel.data_parallel(devices=jax.devices()[:4]))
+    go_on = dict(epochs=1, batch_size=8, verbose=0)
+    reference, _ = split.fit(b, xs, ys, **go_on)
+    for trainer in (four, one):
+        restored = nn.checkpoint.restore(path, trainer.init(jax.random.key(1), xs))
+        devices = {len(leaf.sharding.device_set) for leaf in jax.tree.leaves(restored.params)}
+        assert devices == ({4} if trainer is four else {1}), devices
+        continued, _ = trainer.fit(restored, xs, ys, **go_on)
+        same(continued.params, reference.params, f"restored on {devices} devices")
     print("DATA-PARALLEL-OK")
     """
 )
 
 
-def test_data_parallel_fit_equals_one_device_on_1_2_4_8_devices_and_fsdp_splits_params():
+def test_data_parallel_equals_one_device_fsdp_splits_params_checkpoints_move_meshes():
     env = {
         **os.environ,
         "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
