@@ -38,12 +38,14 @@ def make_data(n: int, seed: int) -> tuple[dict, np.ndarray]:
 
 
 def main(quick: bool) -> float:
-    train_n, epochs = (512, 2) if quick else (8192, 20)
+    train_n, epochs = (512, 2) if quick else (8192, 8)
     x, y = make_data(train_n, seed=0)
     x_test, y_test = make_data(2048, seed=1)
 
     model = nn.Sequential(GRU(32), nn.Dense(1, activation="sigmoid"))
-    trainer = nn.Trainer(model, "binary_crossentropy", "adam", metrics=["accuracy"])
+    # Adam at 3x Keras's default rate: parity is learnt by epoch 3 of 8, not 7 of 20.
+    adam = nn.optimizers.get("adam", learning_rate=3e-3)
+    trainer = nn.Trainer(model, "binary_crossentropy", adam, metrics=["accuracy"])
     state = trainer.init(jax.random.key(0), x)
     state, _ = trainer.fit(
         state,

@@ -109,16 +109,20 @@ def make_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def main(quick: bool) -> float:
-    train_n, epochs = (1024, 3) if quick else (8192, 20)
+    # Three epochs suffice: the first already passes the target; the cosine decay of
+    # the learning rate to zero settles the model instead of leaving it to wander.
+    train_n, epochs, batch_size = (1024, 3, 64) if quick else (8192, 3, 64)
     x, y = make_data(train_n, seed=0)
     x_test, y_test = make_data(2048, seed=1)
 
     model = Transformer(features=32, num_heads=4, num_layers=2)
-    trainer = nn.Trainer(
-        model, "sparse_categorical_crossentropy", optax.adam(3e-3), metrics=["accuracy"]
-    )
+    steps = epochs * -(-train_n // batch_size)
+    optimizer = optax.adam(optax.cosine_decay_schedule(3e-3, steps))
+    trainer = nn.Trainer(model, "sparse_categorical_crossentropy", optimizer, metrics=["accuracy"])
     state = trainer.init(jax.random.key(0), x[:1])
-    state, _ = trainer.fit(state, x, y, epochs=epochs, batch_size=64, verbose=0 if quick else 2)
+    state, _ = trainer.fit(
+        state, x, y, epochs=epochs, batch_size=batch_size, verbose=0 if quick else 2
+    )
     digit_accuracy = float(trainer.evaluate(state, x_test, y_test)["accuracy"])
     predicted = np.asarray(trainer.predict(state, x_test, batch_size=256)).argmax(-1)
     sequence_accuracy = float((predicted == y_test).all(axis=1).mean())

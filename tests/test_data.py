@@ -77,7 +77,8 @@ def test_batch_size_and_batches():
 
 
 def test_shuffled_order_is_a_permutation_for_every_size(key):
-    for n in (1, 2, 3, 100, 1000, 5000, 2**17 + 3):
+    # 1 to 3: the edges; 100: one sort round; 1000: two rounds; 2**17 + 3: four rounds.
+    for n in (1, 2, 3, 100, 1000, 2**17 + 3):
         order = np.asarray(jax.jit(data.shuffled_order, static_argnums=1)(key, n))
         assert order.dtype == np.int32
         np.testing.assert_array_equal(np.sort(order), np.arange(n), err_msg=f"n={n}")
@@ -85,11 +86,11 @@ def test_shuffled_order_is_a_permutation_for_every_size(key):
 
 def test_shuffled_order_is_uniform(key):
     """Every ordering of 4 items equally often; every position equally likely for an
-    item when several sort rounds are needed (n=5000 takes two)."""
+    item when several sort rounds are needed (n=1000 takes two)."""
 
     draws = 24_000
     keys = jax.random.split(key, draws)
-    orders = np.asarray(jax.vmap(lambda k: data.shuffled_order(k, 4))(keys))
+    orders = np.asarray(jax.jit(jax.vmap(lambda k: data.shuffled_order(k, 4)))(keys))
     counts = {p: 0 for p in permutations(range(4))}
     for o in map(tuple, orders):
         counts[o] += 1
@@ -97,9 +98,10 @@ def test_shuffled_order_is_uniform(key):
     chi2 = sum((c - expected) ** 2 / expected for c in counts.values())
     assert chi2 < 60, chi2  # 23 degrees of freedom: P(chi2 > 60) < 1e-4
 
-    n, draws = 5000, 2000
+    n, draws = 1000, 2000
     keys = jax.random.split(jax.random.fold_in(key, 1), draws)
-    where_zero = np.asarray(jax.vmap(lambda k: jnp.argmin(data.shuffled_order(k, n)))(keys))
+    first = jax.jit(jax.vmap(lambda k: jnp.argmin(data.shuffled_order(k, n))))
+    where_zero = np.asarray(first(keys))
     deciles = np.bincount(where_zero * 10 // n, minlength=10)
     chi2 = (((deciles - draws / 10) ** 2) / (draws / 10)).sum()
     assert chi2 < 35, deciles  # 9 degrees of freedom: P(chi2 > 35) < 1e-4

@@ -14,9 +14,9 @@ import pytest
 import jaxnn as nn
 from jaxnn import population as pop
 from jaxnn.data import Data
-from jaxnn.population import fitting, infer
 from jaxnn.layers.dropout import Dropout
 from jaxnn.layers.norm import BatchNorm
+from jaxnn.population import fitting, infer
 
 # A vmapped matmul or reduction may sum in another order than the unbatched one, and
 # the difference (a few float32 ulps per step) is carried through a few dozen Adam
@@ -24,7 +24,13 @@ from jaxnn.layers.norm import BatchNorm
 # wrong shuffle, key, learning rate or mask moves parameters by 1e-3 or more).
 RTOL, ATOL = 1e-5, 1e-6
 
-EXAMPLES, FEATURES, BATCH, EPOCHS, MEMBERS = 30, 3, 8, 3, 5  # 30 % 8: a masked partial batch
+EXAMPLES, FEATURES, BATCH, EPOCHS, MEMBERS = 30, 3, 8, 3, 4  # 30 % 8: a masked partial batch
+VALIDATION = 10  # also the size of a k-fold validation fold below (39 examples, k=4)
+
+# Compiling dominates these tests, and a Trainer's programs are compiled per Trainer
+# object and per shape. So the tests share one Trainer per model, and their data and
+# settings are chosen to line up: a member trained alone compiles once for the whole
+# file, and one population program serves several tests.
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +43,14 @@ def strict_promotion():
 def classifier(*layers, optimizer="adam"):
     model = nn.Sequential(*(layers or (nn.Dense(8, "relu"),)), nn.Dense(1, "sigmoid"))
     return nn.Trainer(model, "binary_crossentropy", optimizer, ["accuracy"])
+
+
+CLASSIFIER = classifier()
+# No bias before BatchNorm: its gradient is zero up to rounding, which Adam would
+# blow up into noise-driven steps that no tolerance can compare.
+BATCHNORM_CLASSIFIER = classifier(
+    nn.Dense(8, use_bias=False), BatchNorm(momentum=0.9), "relu", Dropout(0.3)
+)
 
 
 def toy_data(n=EXAMPLES, seed=0):
@@ -69,7 +83,7 @@ def learning_rates(n=MEMBERS):
 
 
 def test_init_member_i_is_trainer_init_with_split_key():
-    trainer = classifier()
+    trainer = CLASSIFIER
     x, _ = toy_data()
     key = jax.random.key(3)
     states = pop.init(trainer, key, x, MEMBERS, hyperparams={"learning_rate": learning_rates()})
@@ -84,11 +98,11 @@ def test_init_member_i_is_trainer_init_with_split_key():
 
 
 def test_init_kernel_scale_multiplies_kernels_only():
-    trainer = classifier()
+    trainer = CLASSIFIER
     x, _ = toy_data()
-    scale = jnp.array([0.5, 1.0, 2.0])
-    plain = pop.init(trainer, jax.random.key(0), x, 3)
-    scaled = pop.init(trainer, jax.random.key(0), x, 3, kernel_scale=scale)
+    scale = jnp.array([0.5, 1.0, 2.0, 3.0])
+    plain = pop.init(trainer, jax.random.key(0), x, MEMBERS)
+    scaled = pop.init(trainer, jax.random.key(0), x, MEMBERS, kernel_scale=scale)
     kernel = scaled.params["dense"]["kernel"]
     np.testing.assert_allclose(kernel, plain.params["dense"]["kernel"] * scale[:, None, None])
     np.testing.assert_array_equal(scaled.params["dense"]["bias"], plain.params["dense"]["bias"])
@@ -100,16 +114,16 @@ def test_init_kernel_scale_multiplies_kernels_only():
 STRATEGIES = [
     pytest.param("vmap", None, id="vmap"),
     pytest.param("map", None, id="map"),
-    pytest.param("chunked", 2, id="chunked-2-of-5"),  # 2 does not divide 5
-    pytest.param("chunked", 100, id="chunked-one-chunk"),  # more than n: one chunk of 5
+    pytest.param("chunked", 3, id="chunked-3-of-4"),  # 3 does not divide 4: padded
+    # chunk_size > n (one chunk, no padding) is the k-fold test's strategy below.
 ]
 
 
 @pytest.mark.parametrize(("strategy", "chunk_size"), STRATEGIES)
 def test_member_equals_the_same_network_trained_alone(strategy, chunk_size):
-    trainer = classifier()
+    trainer = CLASSIFIER
     x, y = toy_data()
-    xv, yv = toy_data(12, seed=1)
+    xv, yv = toy_data(VALIDATION, seed=1)
     states = pop.init(
         trainer, jax.random.key(0), x, MEMBERS, hyperparams={"learning_rate": learning_rates()}
     )
@@ -147,10 +161,15 @@ def test_member_equals_the_same_network_trained_alone(strategy, chunk_size):
 
 def test_kfold_member_data_equals_training_each_fold_alone():
     """Per-member data and weights (k-fold), with per-member validation sets."""
-    trainer = classifier()
-    x, y = toy_data(23)  # 23 over 4 folds: folds of 6, 6, 6, 5, padded with weight 0
+    trainer = CLASSIFIER
+    # 39 over 4 folds: folds of 10, 10, 10, 9, padded with weight 0; training sets of
+    # 29, 29, 29, 30, padded to 30: the shapes of the test above, so that each fold
+    # trained alone reuses its compiled program.
+    x, y = toy_data(39)
     k = 4
-    train_idx, train_w, val_idx, val_w = pop.kfold(23, k, key=jax.random.key(5))
+    train_idx, train_w, val_idx, val_w = pop.kfold(39, k, key=jax.random.key(5))
+    assert train_idx.shape == (k, EXAMPLES) and val_idx.shape == (k, VALIDATION)
+    assert (np.asarray(val_w).sum(axis=1) < VALIDATION).any()  # there is padding
     states = pop.init(trainer, jax.random.key(2), x, k, hyperparams={"learning_rate": 0.05})
     xs, ys = pop.take_members((x, y), train_idx)
     xv, yv = pop.take_members((x, y), val_idx)
@@ -166,7 +185,7 @@ def test_kfold_member_data_equals_training_each_fold_alone():
         epochs=EPOCHS,
         batch_size=BATCH,
         strategy="chunked",
-        chunk_size=3,
+        chunk_size=100,  # more than k: one chunk of all 4, no padding
     )
     for i in range(k):
         alone, alone_history = trainer.fit(
@@ -182,19 +201,17 @@ def test_kfold_member_data_equals_training_each_fold_alone():
         assert_trees_close(member(trained, i), alone)
         np.testing.assert_allclose(history["val_loss"][i], alone_history["val_loss"], rtol=RTOL)
         # The weight-0 padding counts in no metric: accuracy is over the real fold only.
-        real = np.asarray(val_idx[i])[np.asarray(val_w[i]) > 0]
-        probs = trainer.predict(member(trained, i), x[real])
-        expected = np.mean((np.asarray(probs) > 0.5) == (np.asarray(y[real]) > 0.5))
+        real = np.asarray(val_w[i]) > 0
+        probs = np.asarray(trainer.predict(member(trained, i), xv[i]))[real]
+        expected = np.mean((probs > 0.5) == (np.asarray(yv[i])[real] > 0.5))
         np.testing.assert_allclose(history["val_accuracy"][i, -1], expected, rtol=1e-6)
 
 
 @pytest.mark.parametrize("strategy", ["vmap", "chunked"])
 def test_bootstrap_with_dropout_and_batchnorm_keeps_randomness_and_state_per_member(strategy):
-    # No bias before BatchNorm: its gradient is zero up to rounding, which Adam would
-    # blow up into noise-driven steps that no tolerance can compare.
-    trainer = classifier(nn.Dense(8, use_bias=False), BatchNorm(momentum=0.9), "relu", Dropout(0.3))
+    trainer = BATCHNORM_CLASSIFIER
     x, y = toy_data()
-    n = 4
+    n = MEMBERS
     idx = pop.bootstrap(jax.random.key(7), n, EXAMPLES)
     xs, ys = pop.take_members((x, y), idx)
     states = pop.init(trainer, jax.random.key(4), x, n, hyperparams={"learning_rate": 0.02})
@@ -224,9 +241,9 @@ def test_bootstrap_with_dropout_and_batchnorm_keeps_randomness_and_state_per_mem
 
 
 def test_changing_hyperparameter_values_does_not_recompile():
-    trainer = classifier()
+    trainer = CLASSIFIER
     x, y = toy_data()
-    states = pop.init(trainer, jax.random.key(0), x, 4)
+    states = pop.init(trainer, jax.random.key(0), x, MEMBERS)
     fit = lambda s: pop.fit(trainer, s, x, y, epochs=1, batch_size=BATCH)
     fit(pop.set_hyperparams(states, learning_rate=jnp.full((4,), 0.01)))
     compiled = fitting._run_jit._cache_size()
@@ -256,7 +273,8 @@ def test_shared_data_is_one_buffer_not_one_per_member():
     data_bytes = x.nbytes + y.nbytes + w.nbytes
 
     def memory(n, strategy="vmap", chunk_size=None, member_data=False):
-        states = pop.init(trainer, jax.random.key(0), x[:1], n)
+        # Only shapes are lowered: the states' shapes, without computing any values.
+        states = jax.eval_shape(lambda key: pop.init(trainer, key, x[:1], n), jax.random.key(0))
         data = Data(x, y, w)
         if member_data:
             data = jax.tree.map(lambda a: jnp.broadcast_to(a, (n, *a.shape)), data)
@@ -298,6 +316,9 @@ def test_shared_data_is_one_buffer_not_one_per_member():
 # ---------------------------------------------------------------- early stopping
 
 
+REGRESSION = nn.Trainer(nn.Dense(1), "mse", "sgd")
+
+
 def diverging_setup():
     """Full-batch SGD on a linear regression: lr 0.1 converges, lr 1.6 diverges.
 
@@ -310,7 +331,7 @@ def diverging_setup():
     y = x @ np.array([[1.0], [-2.0], [0.5]], np.float32)
     xv = rng.normal(size=(32, FEATURES)).astype(np.float32)
     yv = xv @ np.array([[1.0], [-2.0], [0.5]], np.float32)
-    trainer = nn.Trainer(nn.Dense(1), "mse", "sgd")
+    trainer = REGRESSION
     states = pop.init(
         trainer, jax.random.key(0), x, 3, hyperparams={"learning_rate": jnp.array([0.1, 1.6, 0.05])}
     )
@@ -422,11 +443,22 @@ def test_take_members_gathers_per_member_copies():
 
 @pytest.fixture(scope="module")
 def trained_population():
-    trainer = classifier()
+    """The population of the vmap equivalence test (the same compiled program)."""
+    trainer = CLASSIFIER
     x, y = toy_data()
-    states = pop.init(trainer, jax.random.key(9), x, 6, hyperparams={"learning_rate": 0.05})
     with jax.numpy_rank_promotion("raise"), jax.numpy_dtype_promotion("strict"):
-        states, _ = pop.fit(trainer, states, x, y, epochs=2, batch_size=BATCH)
+        states = pop.init(
+            trainer, jax.random.key(0), x, MEMBERS, hyperparams={"learning_rate": learning_rates()}
+        )
+        states, _ = pop.fit(
+            trainer,
+            states,
+            x,
+            y,
+            epochs=EPOCHS,
+            batch_size=BATCH,
+            validation_data=toy_data(VALIDATION, seed=1),
+        )
     return trainer, states, x, y
 
 
@@ -434,15 +466,15 @@ def test_evaluate_and_predict_match_each_member_alone(trained_population):
     trainer, states, x, y = trained_population
     scores = pop.evaluate(trainer, states, x, y, batch_size=7)
     outputs = pop.predict(trainer, states, x, batch_size=7)
-    assert scores["loss"].shape == (6,) and outputs.shape == (6, EXAMPLES, 1)
-    for i in range(6):
+    assert scores["loss"].shape == (MEMBERS,) and outputs.shape == (MEMBERS, EXAMPLES, 1)
+    for i in range(MEMBERS):
         alone = trainer.evaluate(member(states, i), x, y)
         np.testing.assert_allclose(scores["loss"][i], alone["loss"], rtol=RTOL)
         np.testing.assert_allclose(scores["accuracy"][i], alone["accuracy"], rtol=RTOL)
         np.testing.assert_allclose(
             outputs[i], trainer.predict(member(states, i), x), rtol=RTOL, atol=ATOL
         )
-    chunked = pop.evaluate(trainer, states, x, y, strategy="chunked", chunk_size=4)
+    chunked = pop.evaluate(trainer, states, x, y, strategy="chunked", chunk_size=3)
     np.testing.assert_allclose(chunked["loss"], scores["loss"], rtol=RTOL)
 
     # Evaluating again, other members and other data of the same shapes: no new program.
@@ -465,19 +497,23 @@ def test_select_best_and_top_k_give_ordinary_states(trained_population):
     np.testing.assert_allclose(
         pop.evaluate(trainer, top, x, y)["loss"], np.sort(scores)[:3], rtol=RTOL
     )
-    accuracy = np.array([0.5, 0.9, np.nan, 0.7, 0.1, 0.2])
-    top_acc = pop.select(states, accuracy, k=6, mode="max")
-    order = [1, 3, 0, 5, 4, 2]  # best first, NaN last
+    accuracy = np.array([0.5, 0.9, np.nan, 0.7])
+    top_acc = pop.select(states, accuracy, k=4, mode="max")
+    order = [1, 3, 0, 2]  # best first, NaN last
     np.testing.assert_array_equal(
         top_acc.params["dense"]["kernel"], states.params["dense"]["kernel"][np.array(order)]
     )
     # The selected state trains on with Trainer.fit as any other.
-    best, _ = trainer.fit(best, x, y, epochs=1, batch_size=BATCH, verbose=0)
+    xv, yv = toy_data(VALIDATION, seed=1)
+    trained, _ = trainer.fit(
+        best, x, y, epochs=EPOCHS, batch_size=BATCH, validation_data=(xv, yv), verbose=0
+    )
+    assert int(trained.step) == int(best.step) + EPOCHS * 4  # 30 examples, 4 batches
 
-    with pytest.raises(ValueError, match=r"scores have shape \(5,\), expected \(6,\)"):
-        pop.select(states, scores[:5])
-    with pytest.raises(ValueError, match=r"k must lie in \[1, 6\]"):
-        pop.select(states, scores, k=7)
+    with pytest.raises(ValueError, match=r"scores have shape \(3,\), expected \(4,\)"):
+        pop.select(states, scores[:3])
+    with pytest.raises(ValueError, match=r"k must lie in \[1, 4\]"):
+        pop.select(states, scores, k=5)
     with pytest.raises(ValueError, match="mode must be 'min' or 'max'"):
         pop.select(states, scores, mode="best")
 
@@ -544,14 +580,14 @@ def test_ravel_order_is_sorted_names_then_row_major_and_round_trips():
 
 
 def test_flat_apply_vmapped_over_a_population_of_vectors():
-    trainer = nn.Trainer(nn.Sequential(nn.Dense(5, "tanh"), nn.Dense(2)), "mse", "sgd")
-    x = jnp.asarray(np.random.default_rng(0).normal(size=(7, 3)), jnp.float32)
-    states = pop.init(trainer, jax.random.key(0), x, 6)
+    trainer = CLASSIFIER
+    x, _ = toy_data()
+    states = pop.init(trainer, jax.random.key(0), x, MEMBERS)
     vectors = jax.vmap(lambda p: pop.ravel(p)[0])(states.params)
-    assert vectors.shape == (6, 3 * 5 + 5 + 5 * 2 + 2)
+    assert vectors.shape == (MEMBERS, FEATURES * 8 + 8 + 8 * 1 + 1)
     f = pop.flat_apply(trainer, member(states.params, 0))
     outputs = jax.jit(jax.vmap(f, in_axes=(0, None)))(vectors, x)
-    for i in range(6):
+    for i in range(MEMBERS):
         expected, _ = trainer.model.apply(member(states.params, i), {}, x)
         np.testing.assert_allclose(outputs[i], expected, rtol=1e-6, atol=1e-6)
 
@@ -560,9 +596,9 @@ def test_flat_apply_vmapped_over_a_population_of_vectors():
 
 
 def test_verbose_shows_best_median_worst(capsys):
-    trainer = classifier()
+    trainer = CLASSIFIER
     x, y = toy_data()
-    states = pop.init(trainer, jax.random.key(0), x, 3)
+    states = pop.init(trainer, jax.random.key(0), x, MEMBERS)
     _, history = pop.fit(trainer, states, x, y, epochs=2, batch_size=BATCH, verbose=2)
     out = capsys.readouterr().out
     assert out.count("Epoch ") == 2
@@ -572,9 +608,9 @@ def test_verbose_shows_best_median_worst(capsys):
 
 
 def test_errors_name_the_problem_and_the_fix():
-    trainer = classifier()
+    trainer = CLASSIFIER
     x, y = toy_data()
-    states = pop.init(trainer, jax.random.key(0), x, 4)
+    states = pop.init(trainer, jax.random.key(0), x, MEMBERS)
     fit = lambda **kw: pop.fit(trainer, states, x, y, batch_size=BATCH, **kw)
     with pytest.raises(ValueError, match="unknown strategy 'pmap'; use one of vmap, map, chunked"):
         fit(strategy="pmap")
@@ -622,10 +658,10 @@ def test_take_members_rejects_indices_out_of_range():
 
 
 def test_evaluate_weights_leave_kfold_padding_out():
-    trainer = classifier()
-    x, y = toy_data(23)
+    trainer = CLASSIFIER
+    x, y = toy_data(39)  # the k-fold data above: folds of 10, 10, 10, 9, padded to 10
     k = 4
-    _, _, val_idx, val_w = pop.kfold(23, k, key=jax.random.key(5))
+    _, _, val_idx, val_w = pop.kfold(39, k, key=jax.random.key(5))
     states = pop.init(trainer, jax.random.key(2), x, k)
     xv, yv = pop.take_members((x, y), val_idx)
     logs = pop.evaluate(trainer, states, xv, yv, sample_weight=val_w, member_data=True)
@@ -634,7 +670,7 @@ def test_evaluate_weights_leave_kfold_padding_out():
         alone = trainer.evaluate(member(states, i), x[real], y[real])
         np.testing.assert_allclose(logs["loss"][i], alone["loss"], rtol=1e-5)
         np.testing.assert_allclose(logs["accuracy"][i], alone["accuracy"], rtol=1e-6)
-    shared = pop.evaluate(trainer, states, x, y, sample_weight=np.ones(23))
+    shared = pop.evaluate(trainer, states, x, y, sample_weight=np.ones(39))
     np.testing.assert_allclose(shared["loss"], pop.evaluate(trainer, states, x, y)["loss"])
 
 

@@ -1,6 +1,7 @@
 """Checkpoints during ``fit``: exact resume (also in a new process), surviving SIGKILL,
 determinism across processes, retention of the last and the best checkpoints."""
 
+import functools
 import os
 import random
 import signal
@@ -39,12 +40,17 @@ LOOP = {**FIT, "verbose": 2}
 x, y = data()
 trainer = make()
 state = trainer.init(jax.random.key(0), x)
-rates = np.array([1e-3, 3e-3, 1e-2, 3e-2], np.float32)
-members = population.init(trainer, jax.random.key(1), x, 4, hyperparams={"learning_rate": rates})
+
+def initial_members():  # only where a population is trained: it costs a second to build
+    rates = np.array([1e-3, 3e-3, 1e-2, 3e-2], np.float32)
+    return population.init(trainer, jax.random.key(1), x, 4, hyperparams={"learning_rate": rates})
 """
 
+# The other process runs FIRST to the end, then KILLED, during which it is killed: one
+# process (one start of jax, one compilation of the model's epoch) for both tests.
 FIRST = r"""
 out = sys.argv[1]
+members = initial_members()
 straight, _ = trainer.fit(state, x, y, epochs=10, **LOOP)
 checkpoint.save(f"{out}/straight.safetensors", straight)
 trainer.fit(state, x, y, epochs=5, checkpoint=f"{out}/ckpt", **LOOP)
@@ -52,6 +58,7 @@ pop_straight, _ = population.fit(trainer, members, x, y, epochs=10, batch_size=8
 checkpoint.save(f"{out}/pop_straight.safetensors", pop_straight)
 pop_half, _ = population.fit(trainer, members, x, y, epochs=5, batch_size=8, verbose=2)
 checkpoint.save(f"{out}/pop_half.safetensors", pop_half)
+print("first-done", flush=True)
 """
 
 KILLED = r"""
@@ -62,21 +69,47 @@ def slow_raw(array):  # makes every save take ~0.1 s, so that a kill lands in on
     return raw(array)
 saving._raw = slow_raw
 trainer.fit(
-    state, x, y, epochs=EPOCHS, checkpoint=nn.Checkpointing(sys.argv[1], keep=3),
-    callbacks=[lambda epoch, logs: print(epoch, flush=True)], **FIT
+    state, x, y, epochs=EPOCHS, checkpoint=nn.Checkpointing(sys.argv[2], keep=3),
+    callbacks=[lambda epoch, logs: print("killed-epoch", epoch, flush=True)], **FIT
 )
 """
 EPOCHS = 30
 
-namespace: dict = {}
-exec(COMMON, namespace)
+
+@functools.cache
+def common() -> dict:
+    """COMMON run in this process, on first use (not at collection)."""
+    namespace: dict = {}
+    exec(COMMON, namespace)
+    return namespace
 
 
-def run(script: str, *args: str) -> None:
-    out = subprocess.run(
-        [sys.executable, "-c", COMMON + script, *args], capture_output=True, text=True
+@pytest.fixture(scope="module")
+def other_process(tmp_path_factory):
+    """Runs FIRST, then KILLED in one new process, and SIGKILLs it during KILLED's 7th
+    epoch: FIRST's results are in ``out``, KILLED's checkpoints in ``out / "ckpt_killed"``.
+    Returns ``out``, whether FIRST finished, the return code and stderr."""
+    out = tmp_path_factory.mktemp("other_process")
+    script = COMMON + FIRST + KILLED.replace("EPOCHS", str(EPOCHS))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(out), str(out / "ckpt_killed")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
+    first_done = False
+    try:
+        for line in proc.stdout:
+            if line.startswith("first-done"):
+                first_done = True
+            elif line.startswith("killed-epoch") and int(line.split()[1]) == 6:
+                # epoch 7 has run; its save is starting
+                time.sleep(random.Random(0).uniform(0.0, 0.1))
+                break
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    return out, first_done, proc.returncode, proc.stderr.read()[-3000:]
 
 
 def assert_bit_identical(a, b):
@@ -91,17 +124,17 @@ def assert_bit_identical(a, b):
     jax.tree.map(np.testing.assert_array_equal, data(a), data(b))
 
 
-def test_exact_resume_in_a_new_process_and_determinism(tmp_path):
+def test_exact_resume_in_a_new_process_and_determinism(other_process):
     """10 epochs straight == 5 epochs and a save in one process, then a restore in
     another (this one) and 5 more: bit for bit, for one model (with dropout and a
     validation split) and for a population. This process also retrains from the
     seed: identical to the other process's run."""
-    out = str(tmp_path)
-    run(FIRST, out)
-    trainer, state, members, x, y = (
-        namespace[k] for k in ("trainer", "state", "members", "x", "y")
-    )
-    loop = namespace["LOOP"]
+    out, first_done, _, stderr = other_process
+    assert first_done, stderr
+    trainer, state, x, y = (common()[k] for k in ("trainer", "state", "x", "y"))
+    # Only the population's shapes: a template to restore the other process's into.
+    members = jax.eval_shape(common()["initial_members"])
+    loop = common()["LOOP"]
     load = lambda name, like: checkpoint.restore(f"{out}/{name}.safetensors", like)
     straight = load("straight", state)
     assert int(straight.step) == 10 * 5  # 40 training examples, batches of 8
@@ -121,24 +154,11 @@ def test_exact_resume_in_a_new_process_and_determinism(tmp_path):
     assert pop_straight.step.tolist() == [70] * 4  # 50 examples, 7 batches, 10 epochs
 
 
-def test_surviving_sigkill_during_training_and_saves(tmp_path):
-    directory = tmp_path / "ckpt"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", COMMON + KILLED.replace("EPOCHS", str(EPOCHS)), str(directory)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        for line in proc.stdout:
-            if int(line) == 6:  # epoch 7 has run; its save is starting
-                time.sleep(random.Random(0).uniform(0.0, 0.1))
-                break
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
-    trainer, state, x, y, fit = (namespace[k] for k in ("trainer", "state", "x", "y", "FIT"))
+def test_surviving_sigkill_during_training_and_saves(other_process):
+    out, _, returncode, stderr = other_process
+    directory = out / "ckpt_killed"
+    assert returncode == -signal.SIGKILL, stderr
+    trainer, state, x, y, fit = (common()[k] for k in ("trainer", "state", "x", "y", "FIT"))
     saved = sorted(p.name for p in directory.glob("epoch_*.safetensors"))
     assert saved and len(saved) <= 3
     for name in saved:  # every checkpoint on disk is readable
@@ -155,7 +175,7 @@ def test_surviving_sigkill_during_training_and_saves(tmp_path):
 
 
 def test_retention_best_and_history(tmp_path):
-    trainer, state, x, y, fit = (namespace[k] for k in ("trainer", "state", "x", "y", "FIT"))
+    trainer, state, x, y, fit = (common()[k] for k in ("trainer", "state", "x", "y", "FIT"))
     states = []
 
     class Keep(nn.Callback):
@@ -189,7 +209,7 @@ def test_retention_best_and_history(tmp_path):
 
 
 def test_resume_skips_a_damaged_newest_checkpoint(tmp_path):
-    trainer, state, x, y, fit = (namespace[k] for k in ("trainer", "state", "x", "y", "FIT"))
+    trainer, state, x, y, fit = (common()[k] for k in ("trainer", "state", "x", "y", "FIT"))
     trainer.fit(state, x, y, epochs=4, checkpoint=tmp_path, **fit)
     newest = tmp_path / "epoch_000004.safetensors"
     data = bytearray(newest.read_bytes())
@@ -197,15 +217,16 @@ def test_resume_skips_a_damaged_newest_checkpoint(tmp_path):
     newest.write_bytes(bytes(data))
     with pytest.warns(UserWarning, match=r"skipping a damaged checkpoint.*corrupted"):
         resumed, history = trainer.fit(
-            state, x, y, epochs=6, checkpoint=nn.Checkpointing(tmp_path, resume=True), **fit
+            state, x, y, epochs=EPOCHS, checkpoint=nn.Checkpointing(tmp_path, resume=True), **fit
         )
-    straight, straight_history = trainer.fit(state, x, y, epochs=6, **fit)
+    # EPOCHS: the one-program run of the SIGKILL test, compiled once for both.
+    straight, straight_history = trainer.fit(state, x, y, epochs=EPOCHS, **fit)
     assert_bit_identical(resumed, straight)
     np.testing.assert_array_equal(history["loss"], straight_history["loss"])
 
 
 def test_resume_with_other_settings_or_another_model(tmp_path):
-    trainer, state, x, y, fit = (namespace[k] for k in ("trainer", "state", "x", "y", "FIT"))
+    trainer, state, x, y, fit = (common()[k] for k in ("trainer", "state", "x", "y", "FIT"))
     trainer.fit(state, x, y, epochs=1, checkpoint=tmp_path, **fit)
     resume = nn.Checkpointing(tmp_path, resume=True)
     with pytest.raises(ValueError, match=r"cannot resume exactly from .*batch_size=8 then, 16 now"):
@@ -225,18 +246,18 @@ def test_resume_with_other_settings_or_another_model(tmp_path):
 
 
 def test_resume_into_an_empty_directory_starts_afresh(tmp_path):
-    trainer, state, x, y, fit = (namespace[k] for k in ("trainer", "state", "x", "y", "FIT"))
+    trainer, state, x, y, fit = (common()[k] for k in ("trainer", "state", "x", "y", "FIT"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         resumed, _ = trainer.fit(
             state,
             x,
             y,
-            epochs=2,
+            epochs=EPOCHS,  # as in the tests above: their one-program run is reused
             checkpoint=nn.Checkpointing(tmp_path / "new", resume=True),
             **fit,
         )
-    assert_bit_identical(resumed, trainer.fit(state, x, y, epochs=2, **fit)[0])
+    assert_bit_identical(resumed, trainer.fit(state, x, y, epochs=EPOCHS, **fit)[0])
 
 
 @pytest.mark.parametrize(
@@ -254,7 +275,7 @@ def test_bad_checkpoint_settings(tmp_path, kwargs, match):
 
 
 def test_checkpoint_monitor_must_be_a_log(tmp_path):
-    trainer, state, x, y, fit = (namespace[k] for k in ("trainer", "state", "x", "y", "FIT"))
+    trainer, state, x, y, fit = (common()[k] for k in ("trainer", "state", "x", "y", "FIT"))
     settings = nn.Checkpointing(tmp_path, monitor="val_auc")
     with pytest.raises(ValueError, match=r"Checkpointing monitor='val_auc' is not one of the logs"):
         trainer.fit(state, x, y, epochs=1, checkpoint=settings, **fit)
