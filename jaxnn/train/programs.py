@@ -68,6 +68,12 @@ class Programs(NamedTuple):
         epoch: ``epoch(state, data, batch_size, shuffle, guard=None, policy=None) ->
             (state, guard, sums)``: one pass over a :class:`~jaxnn.data.Data` as a
             ``lax.scan`` over shuffled, padded and masked batches.
+        chunk: ``chunk(state, batches, start, dropout_key, guard=None, policy=None) ->
+            (state, guard, sums)``: the steps of streamed batches stacked as
+            ``(x, y, weight, mask)``, each ``(k, batch, ...)``, as a ``lax.scan``;
+            step ``i`` draws its dropout key as the in-memory epoch does
+            (``fold_in(dropout_key, start + i)``), and a step whose mask is all 0 is
+            padding and changes nothing.
         evaluate_sums: ``evaluate_sums(params, model_state, data, batch_size) -> sums``
             in inference mode.
         predict_batches: ``predict_batches(params, model_state, x, batch_size) -> y``
@@ -78,6 +84,7 @@ class Programs(NamedTuple):
     step: Callable[..., tuple[TrainState, Sums]]
     guarded_step: Callable[..., tuple[TrainState, Guard, Sums]]
     epoch: Callable[..., tuple[TrainState, Guard | None, Sums]]
+    chunk: Callable[..., tuple[TrainState, Guard | None, Sums]]
     evaluate_sums: Callable[..., Sums]
     predict_batches: Callable[..., Any]
 
@@ -284,6 +291,37 @@ def programs(
             state = state._replace(key=jnp.where(guard.halted, state.key, next_key))
         return state, guard, jax.tree.map(jnp.sum, sums)
 
+    def chunk(
+        state: TrainState,
+        batches: tuple,
+        start: jax.Array,
+        dropout_key: PRNGKey,
+        guard: Guard | None = None,
+        policy: str | None = None,
+    ) -> tuple[TrainState, Guard | None, Sums]:
+        """Streamed steps; see :class:`Programs`."""
+
+        def run(state: TrainState, guard: Guard | None, i: jax.Array, batch: tuple) -> tuple:
+            xb, yb, wb, mb = constrain(batch)
+            key = jax.random.fold_in(dropout_key, i)
+            if policy is None:
+                state, sums = step(state, xb, yb, wb, mb, key)
+                return state, guard, sums
+            return guarded_step(state, guard, policy, i, xb, yb, wb, mb, key)
+
+        def body(carry: tuple, batch: tuple) -> tuple[tuple, Sums]:
+            state, guard, i = carry
+            shapes = jax.eval_shape(run, state, guard, i, batch)[2]
+            state, guard, sums = jax.lax.cond(
+                jnp.any(batch[3]),
+                lambda: run(state, guard, i, batch),
+                lambda: (state, guard, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)),
+            )
+            return (state, guard, i + 1), sums
+
+        (state, guard, _), sums = jax.lax.scan(body, (state, guard, start), batches)
+        return state, guard, jax.tree.map(jnp.sum, sums)
+
     def evaluate_sums(params: Params, model_state: State, data: Data, batch_size: int) -> Sums:
         n = data_lib.num_examples("Trainer.evaluate", "x", data.x)
         idx, mask = data_lib.batch_indices(jnp.arange(n), n, batch_size)
@@ -310,4 +348,4 @@ def programs(
         # can read them.
         return ys if parallel is None else parallel.constrain_whole(ys)
 
-    return Programs(init, step, guarded_step, epoch, evaluate_sums, predict_batches)
+    return Programs(init, step, guarded_step, epoch, chunk, evaluate_sums, predict_batches)

@@ -8,8 +8,9 @@ on the host needs to see them one by one, or one program per epoch otherwise.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -21,6 +22,7 @@ from jaxnn import data as data_lib
 from jaxnn import losses as losses_lib
 from jaxnn import metrics as metrics_lib
 from jaxnn import optimizers
+from jaxnn import stream as stream_lib
 from jaxnn._checks import check_choice, check_positive_int
 from jaxnn._types import Params, PRNGKey, State
 from jaxnn.core import Layer, as_layer, spec_of
@@ -124,6 +126,7 @@ class Trainer:
         )
         self._evaluate = jax.jit(self.programs.evaluate_sums, static_argnames=("batch_size",))
         self._predict = jax.jit(self.programs.predict_batches, static_argnames=("batch_size",))
+        self._chunk = jax.jit(self.programs.chunk, static_argnames=("policy",))
 
     def __repr__(self) -> str:
         metrics = [m.name for m in self.metrics]
@@ -275,6 +278,8 @@ class Trainer:
         callbacks: Sequence[Callback | Callable] = (),
         on_nonfinite: str = "raise",
         checkpoint: str | Checkpointing | None = None,
+        steps_per_epoch: int | None = None,
+        steps_per_execution: int | None = None,
     ) -> tuple[TrainState, History]:
         """Trains for ``epochs`` passes over ``(x, y)``, compiled with ``lax.scan``.
 
@@ -313,6 +318,19 @@ class Trainer:
         (an :class:`~jaxnn.EarlyStopping` forgets its patience). Leftover temporary
         files of saves killed midway are removed.
 
+        **Streams.** ``x`` may instead be a stream of batches (see
+        :mod:`jaxnn.stream`): a function returning a fresh iterator per epoch, an
+        iterable, or a one-pass iterator or generator, each batch ``(x, y)`` or
+        ``(x, y, sample_weight)``; then ``y`` is ``None``. The data is never whole
+        in memory: ``steps_per_execution`` batches at a time are stacked and run as
+        one compiled ``lax.scan``, while a background thread prepares the next two
+        chunks. An epoch ends when the stream ends, or after ``steps_per_epoch``
+        batches. The order is the stream's own (``shuffle`` does not apply), and a
+        batch equal to the in-memory path's gives bit-identical params. Progress,
+        callbacks, the guard and checkpoints work as above; a resume restarts the
+        stream at the start of the next epoch (a function is called again; a
+        one-pass generator continues where it is).
+
         Args:
             state: the :class:`TrainState` to start from.
             x: inputs ``(n, ...)``: an array, a NumPy array, a list of rows, or a
@@ -335,6 +353,10 @@ class Trainer:
                 loss or gradients are NaN or Inf (see above).
             checkpoint: ``None`` (save nothing), a directory, or a
                 :class:`~jaxnn.Checkpointing`.
+            steps_per_epoch: with a stream, the batches per epoch (``None``: until
+                the stream ends).
+            steps_per_execution: with a stream, the batches per compiled dispatch
+                (``None``: chosen from the batch's size, up to 64).
 
         Returns:
             ``(state, history)``: the trained state and a :class:`~jaxnn.History` of
@@ -368,6 +390,28 @@ class Trainer:
             >>> int(state.step), h.epochs  # 2 epochs restored, 2 more run; 2 steps each
             (8, 4)
         """
+        if stream_lib.is_stream(x):
+            return self._fit_stream(
+                state,
+                x,
+                y,
+                epochs=epochs,
+                validation_data=validation_data,
+                validation_split=validation_split,
+                sample_weight=sample_weight,
+                verbose=verbose,
+                callbacks=callbacks,
+                on_nonfinite=on_nonfinite,
+                checkpoint=checkpoint,
+                steps_per_epoch=steps_per_epoch,
+                steps_per_execution=steps_per_execution,
+            )
+        if steps_per_epoch is not None or steps_per_execution is not None:
+            raise ValueError(
+                "Trainer.fit: steps_per_epoch and steps_per_execution are for streamed "
+                "data (an iterator, generator or function of batches); arrays run each "
+                "epoch as one program. Drop them, or pass a stream."
+            )
         plan = self._plan(
             state,
             x,
@@ -386,7 +430,7 @@ class Trainer:
         state = self._place_state(state)
         if plan.verbose == 0 and not plan.callbacks and plan.checkpoints is None:
             return self._fit_whole(state, plan)
-        return self._fit_per_epoch(state, plan)
+        return self._fit_per_epoch(state, plan, lambda s: self._run_plan(s, plan, 1))
 
     def _plan(self, state: TrainState, x: Any, y: Any, **settings: Any) -> _Plan:
         """Checks ``fit``'s arguments and puts the data on the device."""
@@ -466,9 +510,12 @@ class Trainer:
                 raise nonfinite_error("Trainer.fit", guard, new_state, bad, plan.epochs, before)
         return new_state, History(history)
 
-    def _fit_per_epoch(self, state: TrainState, plan: _Plan) -> tuple[TrainState, History]:
-        """One program per epoch; the host sees each epoch's logs, for progress,
-        callbacks and checkpoints."""
+    def _fit_per_epoch(
+        self, state: TrainState, plan: _Plan, run_epoch: Callable[[TrainState], tuple]
+    ) -> tuple[TrainState, History]:
+        """Epoch by epoch, ``run_epoch(state) -> (state, logs, facts, guard)`` each (logs
+        and facts with a leading axis of 1); the host sees each epoch's logs, for
+        progress, callbacks and checkpoints."""
         where = "Trainer.fit"
         first_epoch, history = 0, {}
         settings = {
@@ -485,12 +532,13 @@ class Trainer:
             elif not plan.resume:
                 ckpt.warn_if_not_empty()
 
-        progress = Progress(plan.verbose, plan.epochs, -(-plan.examples // plan.batch_size))
+        steps = -(-plan.examples // plan.batch_size) if plan.examples else None
+        progress = Progress(plan.verbose, plan.epochs, steps)
         for cb in plan.callbacks:
             cb.on_train_begin(state)
         for epoch in range(first_epoch, plan.epochs):
             start = time.perf_counter()
-            new_state, logs, facts, guard = self._run_plan(state, plan, 1)
+            new_state, logs, facts, guard = run_epoch(state)
             logs, facts = jax.device_get((logs, facts))
             logs = {k: float(v[0]) for k, v in logs.items()}
             if plan.skip:
@@ -513,6 +561,82 @@ class Trainer:
         for cb in plan.callbacks:
             state = cb.on_train_end(state)
         return state, History({k: np.asarray(v) for k, v in history.items()})
+
+    def _fit_stream(self, state: TrainState, source: Any, y: Any, **settings: Any) -> tuple:
+        """``fit`` on a stream of batches: chunks of steps, prefetched, epoch by epoch."""
+        where = "Trainer.fit"
+        if y is not None:
+            raise ValueError(
+                f"{where}: x is a stream of batches, so the targets come in each batch "
+                "as (x, y) or (x, y, sample_weight); pass y=None (or fit(state, stream))."
+            )
+        if settings.pop("sample_weight") is not None or settings.pop("validation_split"):
+            raise ValueError(
+                f"{where}: with a stream, sample_weight comes in each batch (x, y, w) and "
+                "validation_split cannot cut a stream; pass validation_data arrays."
+            )
+        steps = settings.pop("steps_per_epoch")
+        if steps is not None:
+            steps = check_positive_int(where, "steps_per_epoch", steps)
+        given_k = settings.pop("steps_per_execution")
+        # The first batch gives the shapes for the checks and the plan.
+        batches = stream_lib.epoch_batches(where, source, 0)
+        head = next(stream_lib.chunks(where, batches, 1, steps=1))
+        batch = jax.tree.map(lambda a: a[0], (head.x, head.y, head.weight))
+        batch_size = int(head.mask.shape[1])
+        k = stream_lib.steps_per_chunk(sum(a.nbytes for a in jax.tree.leaves(batch)), given_k)
+        plan = self._plan(
+            state,
+            batch[0],
+            batch[1],
+            sample_weight=batch[2],
+            batch_size=batch_size,
+            shuffle=False,
+            validation_split=0.0,
+            **settings,
+        )
+        plan.examples = 0  # unknown: the stream decides
+        k = stream_lib.steps_per_chunk(sum(a.nbytes for a in jax.tree.leaves(batch)), given_k)
+        state = self._place_state(state)
+        epochs_started = itertools.count()
+
+        def epoch_source() -> Iterator[Any]:
+            epoch = next(epochs_started)
+            if epoch == 0:  # the batch read above, then the rest of that iterator
+                return itertools.chain([batch], batches)
+            return stream_lib.epoch_batches(where, source, epoch)
+
+        def run_epoch(state: TrainState) -> tuple:
+            next_key, _, dropout_key = jax.random.split(state.key, 3)
+            guard = None if plan.policy is None else new_guard(state.params)
+            total, start = None, 0
+            chunks = stream_lib.chunks(where, epoch_source(), k, steps=steps)
+            for arrays in stream_lib.prefetch(chunks, self._place_chunk):
+                state, guard, sums = self._chunk(
+                    state, arrays, jnp.int32(start), dropout_key, guard, policy=plan.policy
+                )
+                total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+                start += k
+            if guard is None or not bool(guard.halted):  # a halted state stays as it was
+                state = state._replace(key=next_key)
+            logs = finish(total)
+            if plan.val is not None:
+                val_sums = self._evaluate(
+                    state.params, state.model_state, plan.val, batch_size=batch_size
+                )
+                logs.update({f"val_{name}": v for name, v in finish(val_sums).items()})
+            logs = {name: jnp.reshape(v, (1,)) for name, v in logs.items()}
+            facts = {}
+            if guard is not None:
+                facts = {"skipped": guard.skipped[None], "halted": guard.halted[None]}
+            return state, logs, facts, guard
+
+        return self._fit_per_epoch(state, plan, run_epoch)
+
+    def _place_chunk(self, chunk: stream_lib.Chunk) -> tuple:
+        """A chunk's arrays on the device (on the mesh under data parallelism)."""
+        arrays = (chunk.x, chunk.y, chunk.weight, chunk.mask)
+        return jax.device_put(arrays) if self.parallel is None else self._place_data(arrays)
 
     def _check_targets(self, state: TrainState, x: Any, y: Any) -> None:
         """Fails at the door, not deep in a trace, when the targets do not fit."""

@@ -1,0 +1,183 @@
+"""Fitting from streams of batches: equal to the in-memory path, chunked, prefetched,
+resumable, and refusing bad streams with the batch index."""
+
+import threading
+
+import jax
+import numpy as np
+import pytest
+
+import jaxnn as nn
+from jaxnn import stream
+
+N, BATCH = 50, 8  # 6 full batches and a short one of 2
+
+
+@pytest.fixture(scope="module")
+def setup():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(N, 4)).astype(np.float32)
+    y = (x.sum(axis=1, keepdims=True) > 0).astype(np.float32)
+    model = nn.Sequential(
+        nn.Dense(8), nn.BatchNorm(), nn.Activation("relu"), nn.Dropout(0.2), nn.Dense(1, "sigmoid")
+    )
+    trainer = nn.Trainer(model, "binary_crossentropy", "adam", ["accuracy"])
+    return trainer, trainer.init(jax.random.key(0), x), x, y
+
+
+def batches(x, y, size=BATCH):
+    for i in range(0, len(x), size):
+        yield x[i : i + size], y[i : i + size]
+
+
+def state_leaves(state):
+    """Every leaf as NumPy, the key as its raw data."""
+    key = jax.random.key_data(state.key)
+    return [np.asarray(a) for a in jax.tree.leaves(state._replace(key=key))]
+
+
+def assert_bit_identical(a, b):
+    for p, q in zip(state_leaves(a), state_leaves(b), strict=True):
+        np.testing.assert_array_equal(p, q)
+
+
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_a_stream_equals_the_in_memory_path_bit_for_bit(setup, k):
+    """Same batches, same order: identical params, BatchNorm statistics, optimizer
+    state, step and key, with dropout and a short last batch, for any chunk size."""
+    trainer, state, x, y = setup
+    memory, memory_history = trainer.fit(
+        state, x, y, epochs=2, batch_size=BATCH, shuffle=False, verbose=0
+    )
+    streamed, history = trainer.fit(
+        state, lambda: batches(x, y), None, epochs=2, steps_per_execution=k, verbose=0
+    )
+    assert_bit_identical(memory, streamed)
+    for name in memory_history:
+        np.testing.assert_allclose(history[name], memory_history[name], rtol=1e-6)
+
+
+def test_sources_epochs_and_steps_per_epoch(setup):
+    trainer, state, x, y = setup
+    listed = list(batches(x, y))
+    from_list, _ = trainer.fit(state, listed, None, epochs=2, verbose=0)
+    from_function, _ = trainer.fit(state, lambda: iter(listed), None, epochs=2, verbose=0)
+    assert_bit_identical(from_list, from_function)
+    assert int(from_list.step) == 2 * 7
+
+    # A one-pass generator: epochs take turns from it with steps_per_epoch...
+    def endless():
+        while True:
+            yield from batches(x[:48], y[:48])
+
+    taken, history = trainer.fit(state, endless(), None, epochs=3, steps_per_epoch=4, verbose=0)
+    assert int(taken.step) == 12 and history.epochs == 3
+    # ... and without, the second epoch finds it used up.
+    with pytest.raises(ValueError, match=r"yielded no batches.*one pass only.*fresh iterator"):
+        trainer.fit(state, batches(x, y), None, epochs=2, verbose=0)
+    with pytest.raises(ValueError, match=r"steps_per_epoch=9, but the data stream ended after 7"):
+        trainer.fit(state, lambda: batches(x, y), None, steps_per_epoch=9, verbose=0)
+
+
+def test_progress_validation_and_resume(setup, tmp_path, capsys):
+    trainer, state, x, y = setup
+    source = lambda: batches(x, y)
+    fit = dict(validation_data=(x, y), verbose=2)
+    straight, straight_history = trainer.fit(state, source, None, epochs=3, **fit)
+    out = capsys.readouterr().out
+    assert out.count("Epoch 3/3") == 1 and "val_loss" in out
+    trainer.fit(state, source, None, epochs=2, checkpoint=tmp_path, **fit)
+    resumed, history = trainer.fit(
+        state, source, None, epochs=3, checkpoint=nn.Checkpointing(tmp_path, resume=True), **fit
+    )
+    assert_bit_identical(resumed, straight)
+    np.testing.assert_array_equal(history["val_loss"], straight_history["val_loss"])
+
+
+def test_nonfinite_batches_in_a_stream(setup):
+    _, _, x, y = setup
+    trainer = nn.Trainer(nn.Dense(1), "mse", "sgd")
+    state = trainer.init(jax.random.key(0), x)
+    bad = x.copy()
+    bad[19] = 3e38  # finite, but its loss overflows: batch 2
+
+    with pytest.raises(nn.NonFiniteError, match=r"epoch 1/2 \(index 0\), batch 2, step 2") as e:
+        trainer.fit(state, lambda: batches(bad, y), None, epochs=2, verbose=0)
+    assert int(e.value.state.step) == 2
+    skipped, history = trainer.fit(
+        state, lambda: batches(bad, y), None, epochs=2, verbose=0, on_nonfinite="skip"
+    )
+    assert history["skipped_steps"].tolist() == [1, 1]
+    bad[19] = np.nan  # NaN is refused on the host, before any step
+    with pytest.raises(ValueError, match=r"batch 2 has NaN or Inf values in row\(s\) 3\."):
+        trainer.fit(state, lambda: batches(bad, y), None, verbose=0)
+
+
+def prefetch_threads():
+    return [t for t in threading.enumerate() if t.name == "jaxnn-prefetch"]
+
+
+def test_prefetch_leaves_no_thread_and_raises_the_producers_error(setup):
+    trainer, state, x, y = setup
+
+    def broken():
+        yield from list(batches(x, y))[:3]
+        raise RuntimeError("the disk went away")
+
+    with pytest.raises(RuntimeError, match="the disk went away") as e:
+        trainer.fit(state, broken, None, epochs=1, steps_per_execution=1, verbose=0)
+    assert any("broken" in str(entry.name) for entry in e.traceback)  # its own traceback
+    trainer.fit(state, lambda: batches(x, y), None, epochs=1, verbose=0)
+    for thread in prefetch_threads():
+        thread.join(timeout=5)
+    assert not prefetch_threads()
+
+    # A consumer that stops early closes the producer too.
+    items = stream.prefetch(range(1000), lambda i: i, depth=2)
+    assert next(items) == 0
+    items.close()
+    for thread in prefetch_threads():
+        thread.join(timeout=5)
+    assert not prefetch_threads()
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda x, y: iter([]), r"yielded no batches"),
+        (lambda x, y: iter([x[:8]]), r"batch 0 is ndarray; each batch must be \(x, y\)"),
+        (
+            lambda x, y: iter([(x[:8], y[:8]), (x[:8, :3], y[:8])]),
+            r"batch 1 has another structure, per-example shape or dtype than batch 0",
+        ),
+        (
+            lambda x, y: iter([(x[:8], y[:8]), (x[:10], y[:10])]),
+            r"batch 1 has 10 examples, more than the 8 of batch 0",
+        ),
+        (
+            lambda x, y: iter([(x[:8], y[:8]), (x[:4], y[:4]), (x[:8], y[:8])]),
+            r"batch 1 had 4 examples, fewer than the 8 of batch 0, but was not the last",
+        ),
+        (
+            lambda x, y: iter([(x[:8], y[:8]), (np.array(["a"] * 8), y[:8])]),
+            r"batch 1 holds non-numeric data",
+        ),
+        (lambda x, y: iter([(x[:8], y[:7])]), r"batch 0 has arrays of different lengths"),
+    ],
+)
+def test_bad_streams_name_the_batch(setup, make, match):
+    trainer, state, x, y = setup
+    with pytest.raises(ValueError, match=match):
+        trainer.fit(state, make(x, y), None, epochs=1, verbose=0)
+
+
+def test_stream_arguments_are_checked(setup):
+    trainer, state, x, y = setup
+    with pytest.raises(ValueError, match=r"x is a stream of batches, so the targets come in"):
+        trainer.fit(state, lambda: batches(x, y), y)
+    with pytest.raises(ValueError, match=r"steps_per_epoch and steps_per_execution are for"):
+        trainer.fit(state, x, y, steps_per_epoch=3, verbose=0)
+    with pytest.raises(ValueError, match=r"validation_split cannot cut a stream"):
+        trainer.fit(state, lambda: batches(x, y), None, validation_split=0.2, verbose=0)
+    with pytest.raises(ValueError, match=r"steps_per_execution must be a positive int, got 0"):
+        trainer.fit(state, lambda: batches(x, y), None, steps_per_execution=0, verbose=0)
