@@ -17,6 +17,7 @@ from jaxnn import (
     optimizers,
     parallel,
     population,
+    stream,
 )
 from jaxnn._version import __version__
 from jaxnn.cache import enable_compilation_cache
@@ -62,6 +63,7 @@ __all__ = [
     "data",
     "parallel",
     "population",
+    "stream",
     "GRUCell",
     "LSTMCell",
     "Layer",
