@@ -2,8 +2,20 @@
 
 Driven by ``tests/registry.py``. For every case: ``jax.eval_shape`` agrees with a real
 ``init`` and ``apply``; jit equals eager; ``vmap`` over members equals a loop; gradients
-match finite differences (in float64); float32 and bfloat16 run.
+match finite differences (in float64); jitted gradients equal eager ones; float32 and
+bfloat16 run.
+
+Nearly all of this file's time is XLA compilation, and eager (op-by-op) execution
+compiles each primitive anew for every new shape and dtype (and a scan anew on every
+call). So eager execution is used only where it is what a test checks (a real ``init``
+and ``apply`` against ``eval_shape``, jit against eager, jitted gradients against eager
+ones), in float32 on the case's own shapes; the other checks run under ``jax.jit``
+(one compilation each), which is sound because jit equals eager is checked for every
+case. The case's layer, ``init`` and runs are made once per process (``functools.cache``)
+and shared by the tests that need them: layers are pure and arrays immutable.
 """
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -18,14 +30,14 @@ from tests.registry import REGISTRY
 
 ALL = [(name, case) for name, cases in sorted(REGISTRY.items()) for case in cases]
 IDS = [f"{name}-{case.id}" for name, case in ALL]
+TRAINING = (False, True)
 
 
-def make_input(case: Case, seed: int = 1, dtype=None):
+def make_input(case: Case, seed: int = 1):
     rng = np.random.default_rng(seed)
     if np.issubdtype(np.dtype(case.dtype), np.integer):
-        return jnp.asarray(rng.integers(0, case.int_high, case.shape), case.dtype)
-    x = rng.normal(size=case.shape).astype(np.float32)
-    return jnp.asarray(x, dtype or case.dtype)
+        return np.asarray(rng.integers(0, case.int_high, case.shape), case.dtype)
+    return rng.normal(size=case.shape).astype(np.float32)
 
 
 def is_float(x) -> bool:
@@ -45,6 +57,50 @@ def forward(layer, training):
     return lambda p, s, x: run(layer, p, s, x, training)
 
 
+def init_key():
+    return jax.random.key(0)
+
+
+@functools.cache
+def prepared(case: Case):
+    """``(layer, x, params, state)``: the case's layer and input, and a real (eager) init."""
+    layer = case.make()
+    x = jnp.asarray(make_input(case))
+    params, state = layer.init(init_key(), x)
+    return layer, x, params, state
+
+
+@functools.cache
+def eager_outputs(case: Case):
+    """``{training: (y, new_state)}`` of a real (eager) ``apply`` in both modes."""
+    layer, x, params, state = prepared(case)
+    return {t: run(layer, params, state, x, t) for t in TRAINING}
+
+
+@functools.cache
+def jitted_apply(case: Case, dtype: str):
+    """A jitted ``(params, state, x) -> {training: (y, new_state)}``, in ``dtype``.
+
+    Params, state and input are cast to ``dtype`` inside; for float32 (the case's own
+    dtype) that is a no-op. One compilation per case, dtype and process.
+    """
+    layer = prepared(case)[0]
+
+    @jax.jit
+    def both_modes(params, state, x):
+        params, state, x = cast_floats((params, state, x), dtype)
+        return {t: run(layer, params, state, x, t) for t in TRAINING}
+
+    return both_modes
+
+
+@functools.cache
+def jitted_outputs(case: Case, dtype: str):
+    """``{training: (y, new_state)}`` of :func:`jitted_apply` on the prepared case."""
+    _, x, params, state = prepared(case)
+    return jitted_apply(case, dtype)(params, state, x)
+
+
 def spec_tree(tree):
     return jax.tree.map(lambda a: (tuple(a.shape), jnp.dtype(a.dtype)), tree)
 
@@ -58,78 +114,67 @@ def test_registry_covers_every_public_layer():
 
 
 @pytest.mark.parametrize(("name", "case"), ALL, ids=IDS)
-def test_eval_shape_agrees_with_init_and_apply(name, case, key):
-    layer = case.make()
-    x = make_input(case)
-    params, state = layer.init(key, x)
-    abstract = jax.eval_shape(layer.init, key, jax.ShapeDtypeStruct(x.shape, x.dtype))
+def test_eval_shape_agrees_with_init_and_apply(name, case):
+    layer, x, params, state = prepared(case)
+    abstract = jax.eval_shape(layer.init, init_key(), jax.ShapeDtypeStruct(x.shape, x.dtype))
     assert spec_tree(abstract) == spec_tree((params, state))
-    for training in (False, True):
-        y, new_state = run(layer, params, state, x, training)
-        expected = jax.eval_shape(
-            lambda p, s, x, t=training: run(layer, p, s, x, t), params, state, x
-        )
+    for training, (y, new_state) in eager_outputs(case).items():
+        expected = jax.eval_shape(forward(layer, training), params, state, x)
         assert spec_tree(expected) == spec_tree((y, new_state))
         assert jax.tree.structure(new_state) == jax.tree.structure(state)
 
 
 @pytest.mark.parametrize(("name", "case"), ALL, ids=IDS)
-def test_init_needs_no_data(name, case, key):
-    layer = case.make()
-    x = make_input(case)
-    from_array = layer.init(key, x)
-    from_spec = layer.init(key, jax.ShapeDtypeStruct(x.shape, x.dtype))
-    jax.tree.map(np.testing.assert_array_equal, from_array, from_spec)
+def test_init_needs_no_data(name, case):
+    layer, x, params, state = prepared(case)
+    from_spec = layer.init(init_key(), jax.ShapeDtypeStruct(x.shape, x.dtype))
+    jax.tree.map(np.testing.assert_array_equal, (params, state), from_spec)
 
 
 @pytest.mark.parametrize(("name", "case"), ALL, ids=IDS)
-def test_jit_equals_eager(name, case, key):
-    layer = case.make()
-    x = make_input(case)
-    params, state = layer.init(key, x)
-    for training in (False, True):
-        eager = run(layer, params, state, x, training)
-        jitted = jax.jit(lambda p, s, x, t=training: run(layer, p, s, x, t), static_argnums=3)(
-            params, state, x
-        )
-        # XLA may fuse and reorder float32 arithmetic; 1e-5 relative is a few ulps here.
-        jax.tree.map(
-            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), eager, jitted
-        )
+def test_jit_equals_eager(name, case):
+    eager, jitted = eager_outputs(case), jitted_outputs(case, "float32")
+    # XLA may fuse and reorder float32 arithmetic; 1e-5 relative is a few ulps here.
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), eager, jitted)
 
 
 @pytest.mark.parametrize(("name", "case"), ALL, ids=IDS)
 def test_vmap_over_members_equals_loop(name, case, key):
-    layer = case.make()
+    layer = prepared(case)[0]
     members = 3
     keys = jax.random.split(key, members)
-    xs = jnp.stack([make_input(case, seed=i) for i in range(members)])
-    params, state = jax.vmap(layer.init)(keys, xs)
-    batched = jax.vmap(lambda p, s, x: run(layer, p, s, x, True))(params, state, xs)
+    xs = np.stack([make_input(case, seed=i) for i in range(members)])
+    params, state = jax.vmap(layer.init)(keys, jnp.asarray(xs))
+    # Both sides run under jit (jit equals eager is checked above); the loop reuses the
+    # compiled function of test_jit_equals_eager.
+    batched = jax.jit(jax.vmap(forward(layer, True)))(params, state, xs)
+    alone_fn = jitted_apply(case, "float32")
+    # Member i of a stacked tree, sliced in NumPy (an eager slice compiles per shape).
+    member = lambda tree, i: jax.tree.map(lambda a: np.asarray(a)[i], tree)
     for i in range(members):
-        p_i, s_i = layer.init(keys[i], xs[i])
+        p_i, s_i = layer.init(keys[i], jnp.asarray(xs[i]))
+        jax.tree.map(np.testing.assert_array_equal, (p_i, s_i), member((params, state), i))
+        alone = alone_fn(p_i, s_i, xs[i])[True]
         jax.tree.map(
-            np.testing.assert_array_equal,
-            (p_i, s_i),
-            jax.tree.map(lambda a, i=i: a[i], (params, state)),
-        )
-        alone = run(layer, p_i, s_i, xs[i], True)
-        jax.tree.map(
-            lambda a, b, i=i: np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-6),
-            batched,
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+            member(batched, i),
             alone,
         )
 
 
 @pytest.mark.parametrize(("name", "case"), ALL, ids=IDS)
-def test_gradients_match_finite_differences(name, case, key):
-    layer = case.make()
-    x = make_input(case)
-    params, state = layer.init(key, x)
+def test_gradients_match_finite_differences(name, case):
+    layer, x, params, state = prepared(case)
+    # NumPy float64 arguments: check_grads' own perturbation arithmetic then stays in
+    # NumPy rather than compiling an eager op per leaf. The function is jitted (jitted
+    # gradients equal eager ones is checked below).
+    params64, state64, x64 = jax.tree.map(
+        lambda a: np.asarray(a, np.float64) if is_float(a) else np.asarray(a),
+        (params, state, x),
+    )
     with jax.enable_x64(True):
-        params64, state64 = cast_floats((params, state), jnp.float64)
-        x64 = cast_floats(x, jnp.float64)
 
+        @jax.jit
         def f(p, x):
             return run(layer, p, state64, x, True)[0]
 
@@ -150,25 +195,19 @@ def test_gradients_match_finite_differences(name, case, key):
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize(("name", "case"), ALL, ids=IDS)
-def test_runs_in_dtype(name, case, dtype, key):
-    layer = case.make()
-    x = make_input(case)
-    params, state = layer.init(key, x)
-    params, state, x = cast_floats((params, state, x), dtype)
-    for training in (False, True):
-        y, _ = run(layer, params, state, x, training)
+def test_runs_in_dtype(name, case, dtype):
+    # Under jit (jit equals eager is checked above); float32 is the run that test uses.
+    for y, _ in jitted_outputs(case, dtype).values():
         for leaf in jax.tree.leaves(y):
             if is_float(leaf):
                 assert leaf.dtype == jnp.dtype(dtype)
-                assert bool(jnp.isfinite(leaf.astype(jnp.float32)).all())
+                assert np.isfinite(np.asarray(leaf, np.float32)).all()
 
 
 @pytest.mark.parametrize(("name", "case"), ALL, ids=IDS)
-def test_jitted_gradients_equal_eager(name, case, key):
+def test_jitted_gradients_equal_eager(name, case):
     """Differentiating inside jit must work too (e.g. reduce_window's max under jit)."""
-    layer = case.make()
-    x = make_input(case)
-    params, state = layer.init(key, x)
+    layer, x, params, state = prepared(case)
 
     def loss(p):
         y = run(layer, p, state, x, True)[0]

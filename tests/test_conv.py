@@ -97,12 +97,23 @@ def ref_conv_transpose(x, w, b, strides, crops, dilation):
     return y + np.asarray(b, np.float64)
 
 
+def random_params(layer, x, seed=0):
+    """Params of the shapes and dtypes ``init`` gives, drawn from N(0, 1) in NumPy.
+
+    The references take any params; normal draws (a non-zero bias among them, so that
+    adding it is checked too) avoid compiling the initializers for every shape. A real
+    ``init`` runs in the conformance tests and in test_aliases_are_the_general_layer_*.
+    """
+    spec, state = jax.eval_shape(layer.init, jax.random.key(seed), x)
+    rng = np.random.default_rng(seed + 1)
+    params = {k: jnp.asarray(rng.normal(size=v.shape), v.dtype) for k, v in spec.items()}
+    assert jax.tree.leaves(state) == []
+    return params
+
+
 def run(layer, x, seed=0):
-    params, state = layer.init(jax.random.key(seed), x)
-    params = dict(params)
-    if "bias" in params:  # a non-zero bias, so that adding it is checked too
-        params["bias"] = jax.random.normal(jax.random.key(seed + 1), params["bias"].shape)
-    y, _ = layer.apply(params, state, x)
+    params = random_params(layer, x, seed)
+    y, _ = layer.apply(params, {}, x)
     return y, params
 
 
@@ -161,11 +172,10 @@ def test_valid_output_size():
 def test_causal_output_never_sees_the_future():
     layer = Conv1D(3, 3, padding="causal", kernel_dilation=2)
     x = data((2, 12, 2))
-    params, state = layer.init(jax.random.key(0), x)
-    y, _ = layer.apply(params, state, x)
+    y, params = run(layer, x)
     assert y.shape == (2, 12, 3)
     changed = x.at[:, 7:].set(100.0)
-    y2, _ = layer.apply(params, state, changed)
+    y2, _ = layer.apply(params, {}, changed)
     np.testing.assert_array_equal(y[:, :7], y2[:, :7])
     assert not np.allclose(y[:, 7:], y2[:, 7:])
 
@@ -173,32 +183,38 @@ def test_causal_output_never_sees_the_future():
 def test_wrappers_equal_conv_with_tuples():
     x = data((2, 6, 6, 3))
     a, pa = run(Conv2D(4, 3, 2, kernel_dilation=1), x)
-    _, state = Conv(4, (3, 3), (2, 2)).init(jax.random.key(0), x)
-    b, _ = Conv(4, (3, 3), (2, 2)).apply(pa, state, x)
+    b, _ = Conv(4, (3, 3), (2, 2)).apply(pa, {}, x)
     np.testing.assert_array_equal(a, b)
     assert Conv2D(4, 3).kind == "Conv2D"
     assert Conv(4, (3,)).kind == "Conv"
 
 
+def init_spec(layer, x):
+    """``init``'s params and state as shapes and dtypes; the conformance tests check
+    that a real ``init`` agrees with ``jax.eval_shape`` for every conv layer."""
+    return jax.eval_shape(layer.init, jax.random.key(0), x)
+
+
 def test_no_bias_and_param_shapes():
     x = data((2, 5, 4))
-    params, _ = Conv1D(6, 3, groups=2, use_bias=False).init(jax.random.key(0), x)
+    params, _ = init_spec(Conv1D(6, 3, groups=2, use_bias=False), x)
     assert set(params) == {"kernel"}
     assert params["kernel"].shape == (3, 2, 6)
-    p3, _ = Conv3D(2, (1, 2, 3)).init(jax.random.key(0), data((1, 3, 3, 3, 5)))
+    p3, _ = init_spec(Conv3D(2, (1, 2, 3)), data((1, 3, 3, 3, 5)))
     assert p3["kernel"].shape == (1, 2, 3, 5, 2) and p3["bias"].shape == (2,)
 
 
 def test_dtypes():
     x = data((2, 5, 5, 3)).astype(jnp.bfloat16)
     layer = Conv2D(4, 3)
-    params, state = layer.init(jax.random.key(0), x)
+    assert init_spec(layer, x)[0]["kernel"].dtype == jnp.float32
+    params = random_params(layer, x)
     assert params["kernel"].dtype == jnp.float32
-    assert layer.apply(params, state, x)[0].dtype == jnp.bfloat16
+    assert layer.apply(params, {}, x)[0].dtype == jnp.bfloat16
     f32 = Conv2D(4, 3, dtype=jnp.float32)
-    assert f32.apply(params, state, x)[0].dtype == jnp.float32
+    assert f32.apply(params, {}, x)[0].dtype == jnp.float32
     bf = Conv2D(4, 3, param_dtype=jnp.bfloat16)
-    assert bf.init(jax.random.key(0), x)[0]["kernel"].dtype == jnp.bfloat16
+    assert init_spec(bf, x)[0]["kernel"].dtype == jnp.bfloat16
 
 
 TRANSPOSE_CASES = [
@@ -273,7 +289,7 @@ def test_conv_transpose_is_the_adjoint_of_conv(kernel, strides, dilation, paddin
 
 def test_conv_transpose_wrappers_and_kinds():
     x = data((1, 3, 3, 2))
-    assert ConvTranspose2D(4, 3, 2).init(jax.random.key(0), x)[0]["kernel"].shape == (3, 3, 2, 4)
+    assert init_spec(ConvTranspose2D(4, 3, 2), x)[0]["kernel"].shape == (3, 3, 2, 4)
     assert ConvTranspose1D(4, 3).kind == "ConvTranspose1D"
     y, _ = run(ConvTranspose3D(1, 2, (1, 2, 3)), data((1, 2, 2, 2, 1)))
     assert y.shape == (1, 2, 4, 6, 1)
@@ -333,7 +349,7 @@ def test_input_errors():
     with pytest.raises(LayerError, match=r"crops all 3 output cells"):
         ConvTranspose1D(4, 3, padding=((2, 1),)).init(key, data((1, 1, 3)))
     layer = Conv2D(4, 3)
-    params, state = layer.init(key, data((1, 5, 5, 3)))
+    params, state = random_params(layer, data((1, 5, 5, 3))), {}
     with pytest.raises(
         LayerError, match=r"kernel has shape \(3, 3, 3, 4\), but this layer expects \(3, 3, 2, 4\)"
     ):
@@ -345,8 +361,8 @@ def test_input_errors():
 def test_jit_and_grad_through_the_layer():
     layer = Conv2D(2, 3, strides=2, groups=1)
     x = data((2, 6, 6, 3))
-    params, state = layer.init(jax.random.key(0), x)
-    loss = lambda p: jnp.sum(layer.apply(p, state, x)[0] ** 2)
+    params = random_params(layer, x)
+    loss = lambda p: jnp.sum(layer.apply(p, {}, x)[0] ** 2)
     g = jax.jit(jax.grad(loss))(params)
     assert g["kernel"].shape == params["kernel"].shape
     assert bool(jnp.isfinite(g["kernel"]).all())
