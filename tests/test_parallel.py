@@ -57,15 +57,15 @@ SCRIPT = textwrap.dedent(
         if parallel is not None:
             for leaf in jax.tree.leaves(state):  # replicated on every device of the mesh
                 assert len(leaf.sharding.device_set) == devices, leaf.sharding
-        step_state, step_logs = trainer.train_step(state, x[:10], y[:10])
-        return dict(
-            epochs=epochs,
-            history=history,
-            evaluate=trainer.evaluate(state, x, y, batch_size=7),
-            predict=np.asarray(trainer.predict(state, x, batch_size=7)),
-            step=(jax.tree.map(np.asarray, step_state.params), float(step_logs["loss"])),
-            compiled=compiled[-1] - compiled[0],  # after the first epoch
-        )
+        out = dict(epochs=epochs, history=history, compiled=compiled[-1] - compiled[0])
+        if devices in (1, 8):  # uneven splits: 7 and 10 examples over 8 devices
+            step_state, step_logs = trainer.train_step(state, x[:10], y[:10])
+            out.update(
+                evaluate=trainer.evaluate(state, x, y, batch_size=7),
+                predict=np.asarray(trainer.predict(state, x, batch_size=7)),
+                step=(jax.tree.map(np.asarray, step_state.params), float(step_logs["loss"])),
+            )
+        return out
 
     def same(a, b, what):
         # float32 reassociation: XLA sums the gradient and BatchNorm's statistics per
@@ -82,9 +82,10 @@ SCRIPT = textwrap.dedent(
             for epoch, (a, b) in enumerate(zip(one["epochs"], many["epochs"], strict=True)):
                 same(a, b, f"{what}, epoch {epoch}")
             same(dict(one["history"]), dict(many["history"]), what + ", history")
-            same(one["evaluate"], many["evaluate"], what + ", evaluate")
-            same(one["predict"], many["predict"], what + ", predict")
-            same(one["step"], many["step"], what + ", train_step on 10 examples")
+            if devices == 8:
+                same(one["evaluate"], many["evaluate"], what + ", evaluate")
+                same(one["predict"], many["predict"], what + ", predict")
+                same(one["step"], many["step"], what + ", train_step on 10 examples")
             assert many["compiled"] == 0, many["compiled"]  # one epoch program, reused
     assert compiles, "the compile listener saw no compilation at all"
 
