@@ -1,5 +1,7 @@
 """Repeat: equals the unrolled stack of the same layers with the same params."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,19 +41,26 @@ def sequential_of(layer, n, params):
 
 
 def block():
+    """A pre-norm transformer block, as in the conformance registry (tests/cases_attention.py).
+
+    Every kernel is drawn as an 8 x 8 matrix (attention reshapes its own), so the
+    initializer compiles once for all of them.
+    """
     return nn.Sequential(
         nn.Residual(nn.Sequential(LayerNorm(), MultiHeadAttention(2, causal=True))),
-        nn.Residual(nn.Sequential(LayerNorm(), nn.Dense(16, "gelu"), nn.Dense(8))),
+        nn.Residual(nn.Sequential(LayerNorm(), nn.Dense(8, "gelu"), nn.Dense(8))),
     )
 
 
+# Three plain copies check the slicing of every copy's params (first, middle, last); the
+# block checks nested params, with two copies to keep its compilation short.
 @pytest.mark.parametrize(
-    ("make", "shape"),
-    [(lambda: nn.Dense(6, "tanh"), (4, 6)), (block, (2, 5, 8))],
+    ("make", "n", "shape"),
+    [(lambda: nn.Dense(6, "tanh"), 3, (4, 6)), (block, 2, (2, 5, 8))],
     ids=["dense", "transformer_block"],
 )
-def test_equals_sequential_of_the_same_params(make, shape):
-    layer, n = make(), 3
+def test_equals_sequential_of_the_same_params(make, n, shape):
+    layer = make()
     stack = Repeat(layer, n)
     x = data(shape)
     params, state = stack.init(jax.random.key(0), x)
@@ -102,16 +111,29 @@ def test_init_needs_no_data():
     jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
-@pytest.mark.parametrize("unroll", [True, 2, 3])
-def test_unroll_equals_scan(unroll):
-    layer = nn.Sequential(nn.Dense(6, "tanh"), Dropout(0.3))
+def unroll_layer():
+    return nn.Sequential(nn.Dense(6, "tanh"), Dropout(0.3))
+
+
+@functools.cache
+def rolled_outputs():
+    """Three copies run by the rolled scan, in both modes (made once, shared)."""
     x = data((4, 6))
-    rolled = Repeat(layer, 5)
+    rolled = Repeat(unroll_layer(), 3)
     params, state = rolled.init(jax.random.key(0), x)
     key = jax.random.key(4)
-    for training in (False, True):
-        a = rolled.apply(params, state, x, key=key, training=training)[0]
-        b = Repeat(layer, 5, unroll=unroll).apply(params, state, x, key=key, training=training)
+    outputs = {t: rolled.apply(params, state, x, key=key, training=t)[0] for t in (False, True)}
+    return x, params, state, key, outputs
+
+
+# True: all copies in straight-line code; 2: two copies per iteration and a remainder.
+@pytest.mark.parametrize("unroll", [True, 2])
+def test_unroll_equals_scan(unroll):
+    x, params, state, key, rolled = rolled_outputs()
+    for training, a in rolled.items():
+        b = Repeat(unroll_layer(), 3, unroll=unroll).apply(
+            params, state, x, key=key, training=training
+        )
         np.testing.assert_allclose(a, b[0], **TOL)
 
 
