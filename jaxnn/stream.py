@@ -16,9 +16,12 @@ neither compiles a second program.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import itertools
 import queue
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
@@ -27,7 +30,17 @@ import numpy as np
 
 from jaxnn._checks import check_positive_int
 
-__all__ = ["Chunk", "chunks", "epoch_batches", "is_stream", "prefetch", "steps_per_chunk"]
+__all__ = [
+    "Chunk",
+    "Position",
+    "chunks",
+    "epoch_batches",
+    "first_batch",
+    "inputs_only",
+    "is_stream",
+    "prefetch",
+    "steps_per_chunk",
+]
 
 _ARRAYS = (list, tuple, dict, np.ndarray, jax.Array, np.generic, int, float)
 
@@ -63,6 +76,8 @@ def is_stream(x: Any) -> bool:
         >>> is_stream([(1.0, 2.0)]), is_stream([(np.zeros((4, 2)), np.zeros(4))])
         (False, True)
     """
+    if callable(getattr(x, "iter_epoch", None)):
+        return True  # a source that gives each epoch's batches
     if isinstance(x, list) and x and _is_batch(x[0]):
         return True  # a list of (x, y) batches, not a list of rows
     if isinstance(x, _ARRAYS) or hasattr(x, "__array__") or hasattr(x, "shape"):
@@ -82,15 +97,18 @@ def _is_batch(item: Any) -> bool:
 def epoch_batches(where: str, source: Any, epoch: int) -> Iterator[Any]:
     """A fresh iterator over one epoch's batches.
 
-    A function is called; an iterator is used as it is (so a generator gives one
-    pass: with ``steps_per_epoch`` the epochs take turns from it, without, a second
-    epoch finds it used up and :func:`chunks` says so); another iterable is iterated
-    again.
+    A source with an ``iter_epoch(epoch)`` method (such as
+    :class:`jaxnn.sources.ArrayStream`) is asked for that epoch's batches, so a
+    resumed run reads the same batches as an uninterrupted one. A function is called;
+    an iterator is used as it is (so a generator gives one pass: with
+    ``steps_per_epoch`` the epochs take turns from it, without, a second epoch finds
+    it used up and :func:`chunks` says so); another iterable is iterated again.
 
     Raises:
         ValueError: for a function that does not return an iterable.
     """
-    del epoch
+    if callable(getattr(source, "iter_epoch", None)):
+        return iter(source.iter_epoch(epoch))
     if isinstance(source, Iterator):
         return source
     if callable(source):
@@ -103,6 +121,95 @@ def epoch_batches(where: str, source: Any, epoch: int) -> Iterator[Any]:
                 "iterator of (x, y) batches."
             ) from None
     return iter(source)
+
+
+def first_batch(where: str, source: Any, epoch: int = 0) -> tuple[tuple, Iterator[Any]]:
+    """The first batch of an epoch, read and checked, and that epoch's batches with the
+    first put back in front.
+
+    The first batch gives the shapes that a program is compiled for before the stream
+    runs.
+
+    Raises:
+        ValueError: as :func:`chunks`, for an empty or malformed first batch.
+
+    Example:
+        >>> batch, rest = first_batch("fit", iter([(np.ones((2, 3)), np.zeros(2))] * 3))
+        >>> [a.shape for a in batch], len(list(rest))
+        ([(2, 3), (2,), (2,)], 3)
+    """
+    batches = epoch_batches(where, source, epoch)
+    head = next(chunks(where, batches, 1, steps=1))
+    batch = jax.tree.map(lambda a: a[0], (head.x, head.y, head.weight))
+    return batch, itertools.chain([batch], batches)
+
+
+def inputs_only(batches: Iterable[Any]) -> Iterator[tuple]:
+    """For ``predict``: each item as an ``(x, y)`` batch with dummy targets.
+
+    An item is ``x`` itself, or a tuple ``(x,)``, ``(x, y)`` or ``(x, y,
+    sample_weight)`` whose ``x`` is taken (so the batches of ``fit`` can be reused).
+
+    Example:
+        >>> [b[0].shape for b in inputs_only([np.ones((2, 3)), (np.ones((4, 3)), None)])]
+        [(2, 3), (4, 3)]
+    """
+    for item in batches:
+        x = item[0] if isinstance(item, tuple) and 1 <= len(item) <= 3 else item
+        leaves = jax.tree.leaves(x)
+        n = np.shape(leaves[0])[0] if leaves and np.ndim(leaves[0]) else 0
+        yield x, np.zeros((n,), np.float32)
+
+
+class Position:
+    """Where a stream is, kept in checkpoints so that a resumed run reads on from there.
+
+    Only an iterator with ``get_state()`` and ``set_state(state)`` (grain's dataset
+    iterators and ``DataLoader`` iterators) has a position worth keeping: a function,
+    an iterable and an ``iter_epoch`` source start each epoch afresh, so the epoch
+    number alone places them. A plain generator cannot be moved; resuming from one
+    warns, and the run reads on from wherever the generator is.
+
+    Args:
+        source: the stream given to ``fit``.
+    """
+
+    def __init__(self, source: Any):
+        self.source = source
+        self.movable = isinstance(source, Iterator) and all(
+            callable(getattr(source, name, None)) for name in ("get_state", "set_state")
+        )
+        self.moved = False  # set_state was called by a resume
+
+    def save(self) -> Any:
+        """The position, JSON-safe (``None`` when the source has none)."""
+        if not self.movable:
+            return None
+        state = self.source.get_state()
+        if isinstance(state, bytes):
+            return {"bytes": base64.b64encode(state).decode("ascii")}
+        return {"state": state}
+
+    def restore(self, where: str, saved: Any, epoch: int) -> bool:
+        """Moves the source to ``saved``; ``True`` when it moved.
+
+        Warns when a one-pass iterator cannot be moved back to epoch ``epoch``.
+        """
+        if saved is not None and self.movable:
+            state = saved.get("state")
+            self.source.set_state(base64.b64decode(saved["bytes"]) if "bytes" in saved else state)
+            self.moved = True
+            return True
+        if isinstance(self.source, Iterator) and epoch:
+            warnings.warn(
+                f"{where}: resuming after epoch {epoch} from a one-pass iterator that "
+                "cannot be moved back (it has no get_state/set_state): training reads on "
+                "from wherever the iterator is now, not where the interrupted run was. "
+                "Pass a function returning each epoch's batches, an iter_epoch source "
+                "(nn.ArrayStream) or a grain iterator to resume the data exactly.",
+                stacklevel=5,
+            )
+        return False
 
 
 def steps_per_chunk(batch_bytes: int, given: int | None) -> int:
@@ -196,9 +303,8 @@ def chunks(
     first: tuple | None = None
     signature, size, short, short_n, count = None, 0, None, 0, 0
     pending: list[tuple] = []
-    for index, item in enumerate(batches):
-        if steps is not None and index >= steps:
-            break
+    # islice, so that the batch after the epoch's last stays in a shared iterator.
+    for index, item in enumerate(batches if steps is None else itertools.islice(batches, steps)):
         count = index + 1
         x, y, w = _parts(where, item, index)
         sizes = {leaf.shape[0] if leaf.ndim else -1 for leaf in jax.tree.leaves((x, y, w))}

@@ -181,3 +181,101 @@ def test_stream_arguments_are_checked(setup):
         trainer.fit(state, lambda: batches(x, y), None, validation_split=0.2, verbose=0)
     with pytest.raises(ValueError, match=r"steps_per_execution must be a positive int, got 0"):
         trainer.fit(state, lambda: batches(x, y), None, steps_per_execution=0, verbose=0)
+    with pytest.raises(ValueError, match=r"validation_steps=2 is for a streamed validation_data"):
+        trainer.fit(state, x, y, validation_data=(x, y), validation_steps=2, verbose=0)
+    with pytest.raises(ValueError, match=r"Trainer.evaluate: steps=3 is for streamed data"):
+        trainer.evaluate(state, x, y, steps=3)
+    with pytest.raises(ValueError, match=r"Trainer.evaluate: x is a stream of batches, so"):
+        trainer.evaluate(state, lambda: batches(x, y), y)
+    with pytest.raises(ValueError, match=r"Trainer.predict: steps must be a positive int"):
+        trainer.predict(state, lambda: batches(x, y), steps=0)
+
+
+def test_epochs_take_turns_from_one_generator_without_losing_a_batch(setup):
+    trainer, state, x, y = setup
+    given = []
+
+    def numbered():
+        for i, batch in enumerate(batches(x[:48], y[:48])):
+            given.append(i)
+            yield batch
+
+    source = numbered()
+    trainer.fit(state, source, None, epochs=2, steps_per_epoch=2, steps_per_execution=1, verbose=0)
+    assert given == [0, 1, 2, 3]  # epoch 2 starts at batch 2: none read ahead, none lost
+    assert len(list(source)) == 2
+
+
+def test_evaluate_and_predict_read_streams_as_arrays(setup):
+    """Same examples, same numbers: a short last batch, weights and padding included."""
+    trainer, state, x, y = setup
+    trained, _ = trainer.fit(state, x, y, epochs=1, batch_size=BATCH, verbose=0)
+    w = np.linspace(0.5, 1.5, N).astype(np.float32)
+    expected = trainer.evaluate(trained, x, y, sample_weight=w)
+    weighted = lambda: ((x[i : i + 8], y[i : i + 8], w[i : i + 8]) for i in range(0, N, 8))
+    got = trainer.evaluate(trained, weighted)
+    assert got.keys() == expected.keys()
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-6)
+    first_two = trainer.evaluate(trained, weighted, steps=2)
+    np.testing.assert_allclose(
+        first_two["loss"], trainer.evaluate(trained, x[:16], y[:16], sample_weight=w[:16])["loss"]
+    )
+
+    outputs = np.asarray(trainer.predict(trained, x))
+    from_pairs = trainer.predict(trained, lambda: batches(x, y))
+    from_inputs = trainer.predict(trained, (x[i : i + 8] for i in range(0, N, 8)), steps=3)
+    assert isinstance(from_pairs, np.ndarray) and from_pairs.shape == (N, 1)
+    np.testing.assert_allclose(from_pairs, outputs, rtol=1e-6)
+    np.testing.assert_allclose(from_inputs, outputs[:24], rtol=1e-6)
+
+
+def test_streamed_validation_equals_validation_arrays(setup):
+    trainer, state, x, y = setup
+    _, expected = trainer.fit(state, x, y, epochs=2, validation_data=(x, y), verbose=0)
+    _, got = trainer.fit(state, x, y, epochs=2, validation_data=lambda: batches(x, y), verbose=0)
+    assert sorted(got) == sorted(expected)
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-6)
+    _, partial = trainer.fit(
+        state,
+        lambda: batches(x, y),
+        None,
+        epochs=1,
+        validation_data=lambda: batches(x, y),
+        validation_steps=1,
+        verbose=0,
+    )
+    _, first_batch = trainer.fit(
+        state, lambda: batches(x, y), None, epochs=1, validation_data=(x[:8], y[:8]), verbose=0
+    )
+    np.testing.assert_allclose(partial["val_loss"], first_batch["val_loss"], rtol=1e-6)
+
+
+def test_resume_moves_a_grain_iterator_and_warns_for_a_generator(setup, tmp_path):
+    grain = pytest.importorskip("grain", reason="grain is the [data] extra")
+    trainer, state, x, y = setup
+    pairs = grain.MapDataset.source(list(range(48))).map(lambda i: (x[i], y[i]))
+    dataset = pairs.shuffle(seed=3).batch(8)
+    # A grain dataset is an iterable: each epoch iterates it afresh.
+    listed = [(np.asarray(a), np.asarray(b)) for a, b in dataset]
+    from_grain, _ = trainer.fit(state, dataset, None, epochs=2, verbose=0)
+    assert_bit_identical(from_grain, trainer.fit(state, listed, None, epochs=2, verbose=0)[0])
+
+    # One endless grain iterator, epochs taking turns: resume puts it where it was.
+    endless = lambda: iter(pairs.repeat().shuffle(seed=4).batch(8))
+    fit = dict(steps_per_epoch=4, steps_per_execution=2, verbose=0)
+    straight, _ = trainer.fit(state, endless(), None, epochs=3, **fit)
+    trainer.fit(state, endless(), None, epochs=2, checkpoint=tmp_path / "grain", **fit)
+    again = nn.Checkpointing(tmp_path / "grain", resume=True)
+    resumed, history = trainer.fit(state, endless(), None, epochs=3, checkpoint=again, **fit)
+    assert_bit_identical(resumed, straight) and history.epochs == 3
+
+    def plain():
+        while True:
+            yield from batches(x[:48], y[:48])
+
+    trainer.fit(state, plain(), None, epochs=1, checkpoint=tmp_path / "plain", **fit)
+    again = nn.Checkpointing(tmp_path / "plain", resume=True)
+    with pytest.warns(UserWarning, match=r"resuming after epoch 1 from a one-pass iterator"):
+        trainer.fit(state, plain(), None, epochs=2, checkpoint=again, **fit)

@@ -109,6 +109,7 @@ class CheckpointDirectory:
         self.settings = settings
         self.best: float | None = None
         self.best_epoch: int | None = None
+        self.data_state: Any = None  # the stream's position in the restored checkpoint
         self.directory = os.fspath(settings.directory)
         os.makedirs(self.directory, exist_ok=True)
         for name in os.listdir(self.directory):  # left by saves that were killed midway
@@ -187,6 +188,7 @@ class CheckpointDirectory:
                     "with a new checkpoint directory."
                 )
             self.best, self.best_epoch = meta.get("best"), meta.get("best_epoch")
+            self.data_state = meta.get("data_state")
             history = {
                 k: [math.nan if v is None else v for v in values]
                 for k, values in meta.get("history", {}).items()
@@ -203,8 +205,12 @@ class CheckpointDirectory:
         settings: dict[str, Any],
         *,
         last: bool,
+        data_state: Any = None,
     ) -> None:
-        """Saves the best (if improved) and the periodic checkpoint; prunes old ones."""
+        """Saves the best (if improved) and the periodic checkpoint; prunes old ones.
+
+        ``data_state`` is the stream's position (JSON-safe), restored on resume."""
+        self.data_state = data_state
         monitor, mode = self.settings.monitor, self.settings.mode
         if monitor is not None:
             value = logs[monitor]
@@ -242,4 +248,6 @@ class CheckpointDirectory:
             "best": self.best,
             "best_epoch": self.best_epoch,
         }
+        if self.data_state is not None:
+            meta["data_state"] = self.data_state
         checkpoint_lib.save(path, state, metadata={"jaxnn_fit": meta})

@@ -8,7 +8,6 @@ on the host needs to see them one by one, or one program per epoch otherwise.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -17,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxnn import data as data_lib
 from jaxnn import losses as losses_lib
@@ -53,6 +53,9 @@ class _Plan:
     checkpoints: CheckpointDirectory | None
     resume: bool
     verbose: int
+    val_stream: tuple | None = None  # (source, validation_steps) of a streamed validation
+    position: stream_lib.Position | None = None  # a streamed source's place, for resume
+    steps: int | None = None  # steps per epoch, when known
 
 
 class Trainer:
@@ -272,7 +275,7 @@ class Trainer:
         batch_size: int = 32,
         shuffle: bool = True,
         validation_split: float = 0.0,
-        validation_data: tuple | None = None,
+        validation_data: Any = None,
         sample_weight: Any = None,
         verbose: int = 1,
         callbacks: Sequence[Callback | Callable] = (),
@@ -280,6 +283,7 @@ class Trainer:
         checkpoint: str | Checkpointing | None = None,
         steps_per_epoch: int | None = None,
         steps_per_execution: int | None = None,
+        validation_steps: int | None = None,
     ) -> tuple[TrainState, History]:
         """Trains for ``epochs`` passes over ``(x, y)``, compiled with ``lax.scan``.
 
@@ -327,9 +331,14 @@ class Trainer:
         chunks. An epoch ends when the stream ends, or after ``steps_per_epoch``
         batches. The order is the stream's own (``shuffle`` does not apply), and a
         batch equal to the in-memory path's gives bit-identical params. Progress,
-        callbacks, the guard and checkpoints work as above; a resume restarts the
-        stream at the start of the next epoch (a function is called again; a
-        one-pass generator continues where it is).
+        callbacks, the guard and checkpoints work as above. A resume restarts the
+        stream at the start of the next epoch: a function is called again, an
+        ``iter_epoch`` source (:class:`~jaxnn.ArrayStream`) is asked for that epoch,
+        an iterator with ``get_state``/``set_state`` (grain's) is moved to the
+        position saved in the checkpoint, and a plain one-pass generator, which
+        cannot be moved, reads on from where it is (with a warning).
+        ``validation_data`` may be a stream too (with any ``x``), read to its end
+        or for ``validation_steps`` batches after each epoch.
 
         Args:
             state: the :class:`TrainState` to start from.
@@ -341,8 +350,8 @@ class Trainer:
             shuffle: reshuffle the training data before each epoch.
             validation_split: the fraction of the data, taken from the end before
                 shuffling (as Keras does), held out for validation.
-            validation_data: ``(x_val, y_val)`` or ``(x_val, y_val, weights)``;
-                overrides ``validation_split``.
+            validation_data: ``(x_val, y_val)`` or ``(x_val, y_val, weights)``, or
+                a stream of such batches; overrides ``validation_split``.
             sample_weight: ``(n,)`` weights of each example in the loss.
             verbose: 0 silent; 1 a progress bar per epoch with the loss and metrics;
                 2 one line per epoch.
@@ -357,6 +366,8 @@ class Trainer:
                 the stream ends).
             steps_per_execution: with a stream, the batches per compiled dispatch
                 (``None``: chosen from the batch's size, up to 64).
+            validation_steps: with a streamed ``validation_data``, the batches read
+                per validation (``None``: until it ends).
 
         Returns:
             ``(state, history)``: the trained state and a :class:`~jaxnn.History` of
@@ -405,6 +416,7 @@ class Trainer:
                 checkpoint=checkpoint,
                 steps_per_epoch=steps_per_epoch,
                 steps_per_execution=steps_per_execution,
+                validation_steps=validation_steps,
             )
         if steps_per_epoch is not None or steps_per_execution is not None:
             raise ValueError(
@@ -426,11 +438,13 @@ class Trainer:
             callbacks=callbacks,
             on_nonfinite=on_nonfinite,
             checkpoint=checkpoint,
+            validation_steps=validation_steps,
         )
         state = self._place_state(state)
-        if plan.verbose == 0 and not plan.callbacks and plan.checkpoints is None:
+        quiet = plan.verbose == 0 and not plan.callbacks and plan.checkpoints is None
+        if quiet and plan.val_stream is None:
             return self._fit_whole(state, plan)
-        return self._fit_per_epoch(state, plan, lambda s: self._run_plan(s, plan, 1))
+        return self._fit_per_epoch(state, plan, lambda s, _: self._run_plan(s, plan, 1))
 
     def _plan(self, state: TrainState, x: Any, y: Any, **settings: Any) -> _Plan:
         """Checks ``fit``'s arguments and puts the data on the device."""
@@ -454,8 +468,19 @@ class Trainer:
         checkpointing = Checkpointing.of(where, settings["checkpoint"])
 
         data, n = data_lib.prepare(where, x, y, settings["sample_weight"], need_y=True)
-        val = None
-        if settings["validation_data"] is not None:
+        val, val_stream = None, None
+        val_steps = settings["validation_steps"]
+        if val_steps is not None:
+            val_steps = check_positive_int(where, "validation_steps", val_steps)
+        if stream_lib.is_stream(settings["validation_data"]):
+            val_stream = (settings["validation_data"], val_steps)
+        elif val_steps is not None:
+            raise ValueError(
+                f"{where}: validation_steps={val_steps} is for a streamed validation_data "
+                "(an iterator, generator or function of batches); validation arrays are "
+                "evaluated whole. Drop validation_steps, or pass a stream."
+            )
+        elif settings["validation_data"] is not None:
             val, _ = data_lib.validation(where, settings["validation_data"])
         elif settings["validation_split"]:
             data, val, n = data_lib.split_validation(where, data, n, settings["validation_split"])
@@ -464,7 +489,7 @@ class Trainer:
         checkpoints = None
         if checkpointing is not None:
             checkpoints = CheckpointDirectory(where, checkpointing)
-            names = self.log_names(validation=val is not None)
+            names = self.log_names(validation=val is not None or val_stream is not None)
             checkpoints.check_monitor(names + (["skipped_steps"] if on_nonfinite == "skip" else []))
         return _Plan(
             data=self._place_data(data),
@@ -479,6 +504,7 @@ class Trainer:
             checkpoints=checkpoints,
             resume=checkpointing is not None and checkpointing.resume,
             verbose=verbose,
+            val_stream=val_stream,
         )
 
     def _run_plan(self, state: TrainState, plan: _Plan, epochs: int) -> tuple:
@@ -511,11 +537,11 @@ class Trainer:
         return new_state, History(history)
 
     def _fit_per_epoch(
-        self, state: TrainState, plan: _Plan, run_epoch: Callable[[TrainState], tuple]
+        self, state: TrainState, plan: _Plan, run_epoch: Callable[[TrainState, int], tuple]
     ) -> tuple[TrainState, History]:
-        """Epoch by epoch, ``run_epoch(state) -> (state, logs, facts, guard)`` each (logs
-        and facts with a leading axis of 1); the host sees each epoch's logs, for
-        progress, callbacks and checkpoints."""
+        """Epoch by epoch, ``run_epoch(state, epoch) -> (state, logs, facts, guard)``
+        each (logs and facts with a leading axis of 1); the host sees each epoch's
+        logs, for progress, callbacks and checkpoints."""
         where = "Trainer.fit"
         first_epoch, history = 0, {}
         settings = {
@@ -529,16 +555,18 @@ class Trainer:
             if found is not None:
                 state, first_epoch, history = found
                 state = self._place_state(state)
+                if plan.position is not None:
+                    plan.position.restore(where, ckpt.data_state, first_epoch)
             elif not plan.resume:
                 ckpt.warn_if_not_empty()
 
-        steps = -(-plan.examples // plan.batch_size) if plan.examples else None
+        steps = -(-plan.examples // plan.batch_size) if plan.examples else plan.steps
         progress = Progress(plan.verbose, plan.epochs, steps)
         for cb in plan.callbacks:
             cb.on_train_begin(state)
         for epoch in range(first_epoch, plan.epochs):
             start = time.perf_counter()
-            new_state, logs, facts, guard = run_epoch(state)
+            new_state, logs, facts, guard = run_epoch(state, epoch)
             logs, facts = jax.device_get((logs, facts))
             logs = {k: float(v[0]) for k, v in logs.items()}
             if plan.skip:
@@ -547,6 +575,9 @@ class Trainer:
                 before = History({k: np.asarray(v) for k, v in history.items()})
                 raise nonfinite_error(where, guard, new_state, epoch, plan.epochs, before)
             state = new_state
+            if plan.val_stream is not None:
+                val_logs = self._evaluate_stream(where, state, *plan.val_stream, epoch=epoch)
+                logs.update({f"val_{k}": v for k, v in val_logs.items()})
             for k, v in logs.items():
                 history.setdefault(k, []).append(v)
             progress.epoch_end(epoch, logs, time.perf_counter() - start)
@@ -555,7 +586,15 @@ class Trainer:
                 stop = bool(cb.on_epoch_end(epoch, dict(logs), state)) or stop
             if ckpt is not None:
                 last = stop or epoch + 1 == plan.epochs
-                ckpt.after_epoch(state, epoch + 1, history, logs, settings, last=last)
+                ckpt.after_epoch(
+                    state,
+                    epoch + 1,
+                    history,
+                    logs,
+                    settings,
+                    last=last,
+                    data_state=None if plan.position is None else plan.position.save(),
+                )
             if stop:
                 break
         for cb in plan.callbacks:
@@ -573,44 +612,48 @@ class Trainer:
         if settings.pop("sample_weight") is not None or settings.pop("validation_split"):
             raise ValueError(
                 f"{where}: with a stream, sample_weight comes in each batch (x, y, w) and "
-                "validation_split cannot cut a stream; pass validation_data arrays."
+                "validation_split cannot cut a stream; pass validation_data."
             )
         steps = settings.pop("steps_per_epoch")
         if steps is not None:
             steps = check_positive_int(where, "steps_per_epoch", steps)
         given_k = settings.pop("steps_per_execution")
+        if given_k is not None:
+            given_k = check_positive_int(where, "steps_per_execution", given_k)
+        self._check_processes(where, steps)
         # The first batch gives the shapes for the checks and the plan.
-        batches = stream_lib.epoch_batches(where, source, 0)
-        head = next(stream_lib.chunks(where, batches, 1, steps=1))
-        batch = jax.tree.map(lambda a: a[0], (head.x, head.y, head.weight))
-        batch_size = int(head.mask.shape[1])
-        k = stream_lib.steps_per_chunk(sum(a.nbytes for a in jax.tree.leaves(batch)), given_k)
+        batch, first = stream_lib.first_batch(where, source)
         plan = self._plan(
             state,
             batch[0],
             batch[1],
             sample_weight=batch[2],
-            batch_size=batch_size,
+            batch_size=int(batch[2].shape[0]),
             shuffle=False,
             validation_split=0.0,
             **settings,
         )
-        plan.examples = 0  # unknown: the stream decides
+        plan.examples, plan.steps = 0, steps  # the stream decides how many
+        plan.position = stream_lib.Position(source)
         k = stream_lib.steps_per_chunk(sum(a.nbytes for a in jax.tree.leaves(batch)), given_k)
         state = self._place_state(state)
-        epochs_started = itertools.count()
+        unread = [first]  # epoch 0's iterator, its first batch already read
 
-        def epoch_source() -> Iterator[Any]:
-            epoch = next(epochs_started)
-            if epoch == 0:  # the batch read above, then the rest of that iterator
-                return itertools.chain([batch], batches)
+        def epoch_source(epoch: int) -> Iterator[Any]:
+            head = unread.pop() if unread else None
+            if (
+                head is not None
+                and not plan.position.moved
+                and (epoch == 0 or isinstance(source, Iterator))
+            ):
+                return head  # a one-pass iterator reads on, the peeked batch first
             return stream_lib.epoch_batches(where, source, epoch)
 
-        def run_epoch(state: TrainState) -> tuple:
+        def run_epoch(state: TrainState, epoch: int) -> tuple:
             next_key, _, dropout_key = jax.random.split(state.key, 3)
             guard = None if plan.policy is None else new_guard(state.params)
             total, start = None, 0
-            chunks = stream_lib.chunks(where, epoch_source(), k, steps=steps)
+            chunks = stream_lib.chunks(where, epoch_source(epoch), k, steps=steps)
             for arrays in stream_lib.prefetch(chunks, self._place_chunk):
                 state, guard, sums = self._chunk(
                     state, arrays, jnp.int32(start), dropout_key, guard, policy=plan.policy
@@ -622,7 +665,7 @@ class Trainer:
             logs = finish(total)
             if plan.val is not None:
                 val_sums = self._evaluate(
-                    state.params, state.model_state, plan.val, batch_size=batch_size
+                    state.params, state.model_state, plan.val, batch_size=plan.batch_size
                 )
                 logs.update({f"val_{name}": v for name, v in finish(val_sums).items()})
             logs = {name: jnp.reshape(v, (1,)) for name, v in logs.items()}
@@ -633,10 +676,69 @@ class Trainer:
 
         return self._fit_per_epoch(state, plan, run_epoch)
 
+    def _check_processes(self, where: str, steps: int | None) -> None:
+        """Several processes must run the same number of steps, or a collective hangs."""
+        if jax.process_count() > 1 and steps is None:
+            raise ValueError(
+                f"{where}: with {jax.process_count()} processes each streams its own "
+                "batches, and every process must run the same number of steps (a process "
+                "that ends early leaves the others waiting); pass steps_per_epoch (and "
+                "validation_steps, steps for evaluate)."
+            )
+
     def _place_chunk(self, chunk: stream_lib.Chunk) -> tuple:
-        """A chunk's arrays on the device (on the mesh under data parallelism)."""
+        """A chunk's arrays on the device (on the mesh under data parallelism). With
+        several processes each gives its own examples of every batch, and a batch
+        becomes one global array split over all processes' devices."""
         arrays = (chunk.x, chunk.y, chunk.weight, chunk.mask)
-        return jax.device_put(arrays) if self.parallel is None else self._place_data(arrays)
+        return self._place_local(arrays, batch_axis=1)
+
+    def _place_local(self, tree: Any, batch_axis: int) -> Any:
+        """This process's rows of a batch, placed: whole on one device, replicated on
+        a mesh (the program splits it), or, with several processes, as their
+        concatenation along ``batch_axis``, split over the mesh axis."""
+        if self.parallel is None:
+            return jax.device_put(tree)
+        if jax.process_count() == 1:
+            return self._place_data(tree)
+        spec = PartitionSpec(*([None] * batch_axis), self.parallel.axis)
+        sharding = NamedSharding(self.parallel.mesh, spec)
+        return jax.tree.map(
+            lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), tree
+        )
+
+    def _stream_chunks(
+        self, where: str, state: TrainState, source: Any, steps: int | None, epoch: int
+    ) -> tuple[int, Iterator[Any]]:
+        """For evaluate and predict: the batch size, and the stream's batches flattened
+        into chunks ``(x, y, weight)`` of ``k * batch`` examples (padding at weight 0),
+        placed and prefetched."""
+        self._check_processes(where, steps)
+        batch, batches = stream_lib.first_batch(where, source, epoch)
+        self._check_targets(state, batch[0], batch[1])
+        size = int(batch[2].shape[0])
+        k = stream_lib.steps_per_chunk(sum(a.nbytes for a in jax.tree.leaves(batch)), None)
+
+        def flat(chunk: stream_lib.Chunk) -> Data:
+            join = lambda a: a.reshape(-1, *a.shape[2:])
+            weight = join(chunk.weight * chunk.mask)
+            return self._place_local(Data(*jax.tree.map(join, (chunk.x, chunk.y)), weight), 0)
+
+        chunks = stream_lib.chunks(where, batches, k, steps=steps)
+        return size, stream_lib.prefetch(chunks, flat)
+
+    def _evaluate_stream(
+        self, where: str, state: TrainState, source: Any, steps: int | None, *, epoch: int = 0
+    ) -> dict[str, float]:
+        """The loss and metrics over a stream: sums of every chunk, finished at the end."""
+        size, placed = self._stream_chunks(where, state, source, steps, epoch)
+        total = None
+        for data in placed:
+            sums = self._evaluate(
+                state.params, state.model_state, data, batch_size=size * jax.process_count()
+            )
+            total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+        return {k: float(v) for k, v in jax.device_get(finish(total)).items()}
 
     def _check_targets(self, state: TrainState, x: Any, y: Any) -> None:
         """Fails at the door, not deep in a trace, when the targets do not fit."""
@@ -658,19 +760,27 @@ class Trainer:
         self,
         state: TrainState,
         x: Any,
-        y: Any,
+        y: Any = None,
         *,
         batch_size: int = 32,
         sample_weight: Any = None,
+        steps: int | None = None,
     ) -> dict[str, float]:
         """The loss and metrics over ``(x, y)``, in inference mode, batched and masked.
 
+        ``x`` may be a stream of ``(x, y)`` or ``(x, y, sample_weight)`` batches, as
+        for :meth:`fit` (then ``y`` is ``None``): it is read in prefetched chunks,
+        to its end or for ``steps`` batches, and the result is the same as on the
+        same examples in memory.
+
         Args:
             state: the trained state.
-            x: inputs ``(n, ...)``.
-            y: targets ``(n, ...)``.
+            x: inputs ``(n, ...)``, or a stream of batches.
+            y: targets ``(n, ...)``; ``None`` for a stream.
             batch_size: examples per forward pass; the result does not depend on it.
+                A stream's batches keep their own size.
             sample_weight: ``(n,)`` weights of each example in the loss.
+            steps: with a stream, the batches to read (``None``: until it ends).
 
         Returns:
             ``{"loss": ..., "<metric>": ...}`` as Python floats.
@@ -687,22 +797,35 @@ class Trainer:
         """
         where = "Trainer.evaluate"
         batch_size = data_lib.check_batch_size(where, batch_size)
+        steps = self._check_stream_arguments(where, x, y, steps, sample_weight)
+        if stream_lib.is_stream(x):
+            return self._evaluate_stream(where, self._place_state(state), x, steps)
         data, n = data_lib.prepare(where, x, y, sample_weight, need_y=True)
         self._check_targets(state, data.x, data.y)
         state, data = self._place_state(state), self._place_data(data)
         sums = self._evaluate(state.params, state.model_state, data, batch_size=min(batch_size, n))
         return {k: float(v) for k, v in jax.device_get(finish(sums)).items()}
 
-    def predict(self, state: TrainState, x: Any, *, batch_size: int = 32) -> Any:
+    def predict(
+        self, state: TrainState, x: Any, *, batch_size: int = 32, steps: int | None = None
+    ) -> Any:
         """The model's outputs on ``x`` in inference mode, batched.
+
+        ``x`` may be a stream (as for :meth:`fit`) whose items are input batches, or
+        ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)`` tuples whose ``x`` is used;
+        it is read in prefetched chunks, to its end or for ``steps`` batches. With
+        several processes, each gets the outputs of its own batches.
 
         Args:
             state: the trained state.
-            x: inputs ``(n, ...)``.
+            x: inputs ``(n, ...)``, or a stream of batches.
             batch_size: examples per forward pass; the result does not depend on it.
+                A stream's batches keep their own size.
+            steps: with a stream, the batches to read (``None``: until it ends).
 
         Returns:
-            The outputs, ``(n, ...)``.
+            The outputs, ``(n, ...)``: a JAX array for in-memory ``x``, NumPy arrays
+            gathered on the host for a stream.
 
         Raises:
             ValueError: for bad data, as :meth:`fit`.
@@ -716,6 +839,60 @@ class Trainer:
         """
         where = "Trainer.predict"
         batch_size = data_lib.check_batch_size(where, batch_size)
+        steps = self._check_stream_arguments(where, x, None, steps, None)
+        if stream_lib.is_stream(x):
+            return self._predict_stream(where, self._place_state(state), x, steps)
         data, n = data_lib.prepare(where, x)
         state, data = self._place_state(state), self._place_data(data)
         return self._predict(state.params, state.model_state, data.x, batch_size=min(batch_size, n))
+
+    def _check_stream_arguments(
+        self, where: str, x: Any, y: Any, steps: int | None, sample_weight: Any
+    ) -> int | None:
+        """``steps`` checked; for a stream, no separate ``y`` or weights; for arrays,
+        no ``steps``."""
+        if not stream_lib.is_stream(x):
+            if steps is not None:
+                raise ValueError(
+                    f"{where}: steps={steps} is for streamed data (an iterator, generator "
+                    "or function of batches); arrays are read whole. Drop steps, or pass "
+                    "a stream."
+                )
+            return None
+        if y is not None or sample_weight is not None:
+            raise ValueError(
+                f"{where}: x is a stream of batches, so targets and weights come in each "
+                "batch as (x, y) or (x, y, sample_weight); pass y=None and no "
+                "sample_weight."
+            )
+        return None if steps is None else check_positive_int(where, "steps", steps)
+
+    def _predict_stream(self, where: str, state: TrainState, source: Any, steps: int | None) -> Any:
+        """Outputs over a stream, chunk by chunk; padding rows are dropped on the host."""
+        size, placed = self._stream_chunks(
+            where, state, stream_lib.inputs_only(_once(where, source)), steps, 0
+        )
+        parts = []
+        for data in placed:
+            out = self._predict(
+                state.params, state.model_state, data.x, batch_size=size * jax.process_count()
+            )
+            rows, real = _own_rows(data.weight)
+            parts.append(jax.tree.map(lambda a, r=rows, m=real: np.asarray(a)[r][m], out))
+        return jax.tree.map(lambda *a: np.concatenate(a), *parts)
+
+
+def _once(where: str, source: Any) -> Iterator[Any]:
+    """One pass over a stream (epoch 0 of a function or ``iter_epoch`` source)."""
+    return stream_lib.epoch_batches(where, source, 0)
+
+
+def _own_rows(placed: jax.Array) -> tuple[slice, np.ndarray]:
+    """The rows of a flattened chunk that this process gave (all of them, with one
+    process) and which of those are real examples (padding has weight 0)."""
+    if placed.is_fully_addressable:
+        return slice(None), np.asarray(placed) != 0
+    shards = {s.index[0].start or 0: s for s in placed.addressable_shards}
+    mine = [shards[start] for start in sorted(shards)]
+    rows = slice(min(shards), max(s.index[0].stop for s in mine))
+    return rows, np.concatenate([np.asarray(s.data) for s in mine]) != 0
