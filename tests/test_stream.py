@@ -279,3 +279,31 @@ def test_resume_moves_a_grain_iterator_and_warns_for_a_generator(setup, tmp_path
     again = nn.Checkpointing(tmp_path / "plain", resume=True)
     with pytest.warns(UserWarning, match=r"resuming after epoch 1 from a one-pass iterator"):
         trainer.fit(state, plain(), None, epochs=2, checkpoint=again, **fit)
+
+
+def test_a_population_trains_on_one_shared_stream(setup):
+    """Every member on the same streamed batches equals the in-memory population fit,
+    early stopping and the non-finite stop included."""
+    _, _, x, y = setup
+    trainer = nn.Trainer(nn.Sequential(nn.Dense(4, "relu"), nn.Dense(1)), "mse", "sgd")
+    rates = np.array([1e-2, 1e-1, 1e9], np.float32)  # the last goes non-finite
+    states = nn.population.init(
+        trainer, jax.random.key(1), x, 3, hyperparams={"learning_rate": rates}
+    )
+    stop = nn.EarlyStopping("val_loss", patience=1)
+    fit = dict(epochs=3, early_stopping=stop, validation_data=(x[:16], y[:16]))
+    memory, expected = nn.population.fit(
+        trainer, states, x, y, batch_size=BATCH, shuffle=False, **fit
+    )
+    streamed, history = nn.population.fit(
+        trainer, states, lambda: batches(x, y), None, steps_per_execution=3, **fit
+    )
+    assert_bit_identical(memory, streamed)
+    assert sorted(history) == sorted(expected)
+    for name in expected:
+        np.testing.assert_allclose(history[name], expected[name], rtol=1e-6)
+    assert history["nonfinite_epoch"].tolist()[2] == 0
+    with pytest.raises(ValueError, match=r"population.fit: x is a stream of batches shared"):
+        nn.population.fit(trainer, states, lambda: batches(x, y), y)
+    with pytest.raises(ValueError, match=r"population.fit: steps_per_epoch and steps_per_exec"):
+        nn.population.fit(trainer, states, x, y, steps_per_epoch=2)

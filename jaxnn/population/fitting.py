@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import data as data_lib
+from jaxnn import stream as stream_lib
 from jaxnn._checks import check_choice, check_positive_int
 from jaxnn.data import Data
 from jaxnn.population.build import num_members
@@ -65,6 +66,32 @@ def _select(flag: jax.Array, a: Any, b: Any) -> Any:
     return jax.tree.map(lambda x, y: jnp.where(flag, x, y), a, b)
 
 
+def _epoch_end(
+    carry: _Carry, new_state: TrainState, logs: dict[str, jax.Array], stopping: _Stopping | None
+) -> tuple[_Carry, dict[str, jax.Array]]:
+    """One member's epoch ends: its new state is kept, or masked out when it went
+    non-finite (and ``bad_epoch`` is carried) or early stopping stopped it."""
+    keep = jnp.ones((), bool)  # whether this epoch's new state is kept
+    bad_epoch = carry.bad_epoch
+    if bad_epoch is not None:
+        state_ok = finite_leaves((new_state.params, new_state.model_state))
+        finite = jnp.isfinite(logs["loss"]) & jnp.all(state_ok)
+        keep = finite & (bad_epoch < 0)
+        bad_epoch = jnp.where(~finite & (bad_epoch < 0), carry.epoch, bad_epoch)
+    stop, best_state = carry.stop, carry.best_state
+    if stopping is not None:
+        rule = stopping_rule(*stopping[1:4])
+        # A member halted as non-finite is out of early stopping's bookkeeping too.
+        keep = keep & ~stop.stopped
+        stop, improved = rule.update(stop, logs[stopping.monitor], keep, jnp)
+        if stopping.restore:
+            best_state = _select(improved, new_state, best_state)
+    # A stopped member keeps its parameters: the update is masked out.
+    state = _select(keep, new_state, carry.state)
+    logs = {k: jnp.where(keep, v, jnp.nan) for k, v in logs.items()}
+    return _Carry(state, stop, best_state, bad_epoch, carry.epoch + 1), logs
+
+
 def _member_epochs(
     trainer: Trainer,
     carry: _Carry,
@@ -80,7 +107,6 @@ def _member_epochs(
     ``bad_epoch`` is carried, a stop at the first epoch whose loss or state is not
     finite."""
     p = trainer.programs
-    rule = None if stopping is None else stopping_rule(*stopping[1:4])
 
     def one_epoch(carry: _Carry, _: None) -> tuple[_Carry, dict[str, jax.Array]]:
         new_state, _, sums = p.epoch(carry.state, data, batch_size, shuffle)
@@ -88,24 +114,7 @@ def _member_epochs(
         if val is not None:
             val_sums = p.evaluate_sums(new_state.params, new_state.model_state, val, batch_size)
             logs.update({f"val_{k}": v for k, v in finish(val_sums).items()})
-        keep = jnp.ones((), bool)  # whether this epoch's new state is kept
-        bad_epoch = carry.bad_epoch
-        if bad_epoch is not None:
-            state_ok = finite_leaves((new_state.params, new_state.model_state))
-            finite = jnp.isfinite(logs["loss"]) & jnp.all(state_ok)
-            keep = finite & (bad_epoch < 0)
-            bad_epoch = jnp.where(~finite & (bad_epoch < 0), carry.epoch, bad_epoch)
-        stop, best_state = carry.stop, carry.best_state
-        if rule is not None:
-            # A member halted as non-finite is out of early stopping's bookkeeping too.
-            keep = keep & ~stop.stopped
-            stop, improved = rule.update(stop, logs[stopping.monitor], keep, jnp)
-            if stopping.restore:
-                best_state = _select(improved, new_state, best_state)
-        # A stopped member keeps its parameters: the update is masked out.
-        state = _select(keep, new_state, carry.state)
-        logs = {k: jnp.where(keep, v, jnp.nan) for k, v in logs.items()}
-        return _Carry(state, stop, best_state, bad_epoch, carry.epoch + 1), logs
+        return _epoch_end(carry, new_state, logs, stopping)
 
     return jax.lax.scan(one_epoch, carry, None, length=epochs)
 
@@ -159,6 +168,106 @@ _run_jit = jax.jit(
 )
 
 
+def _stream_chunk(
+    trainer: Trainer,
+    states: TrainState,
+    keys: jax.Array,
+    arrays: tuple,
+    start: jax.Array,
+    *,
+    strategy: str,
+    chunk_size: int | None,
+    n: int,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """Every member takes the same chunk of streamed steps (the batches are shared,
+    not copied per member), each with its own dropout key."""
+
+    def member(args: tuple) -> tuple:
+        state, key = args
+        state, _, sums = trainer.programs.chunk(state, arrays, start, key)
+        return state, sums
+
+    return over_members(member, strategy, chunk_size, n)((states, keys))
+
+
+def _stream_epoch_end(
+    trainer: Trainer,
+    carry: _Carry,
+    states: TrainState,
+    sums: dict[str, jax.Array],
+    val: Data | None,
+    *,
+    batch_size: int,
+    stopping: _Stopping | None,
+    strategy: str,
+    chunk_size: int | None,
+    n: int,
+) -> tuple[_Carry, dict[str, jax.Array]]:
+    """A streamed epoch's end for every member: logs, validation, the masks."""
+
+    def member(args: tuple) -> tuple:
+        member_carry, state, member_sums = args
+        logs = finish(member_sums)
+        if val is not None:
+            p = trainer.programs
+            val_sums = p.evaluate_sums(state.params, state.model_state, val, batch_size)
+            logs.update({f"val_{k}": v for k, v in finish(val_sums).items()})
+        return _epoch_end(member_carry, state, logs, stopping)
+
+    return over_members(member, strategy, chunk_size, n)((carry, states, sums))
+
+
+_STATIC = ("trainer", "strategy", "chunk_size", "n")
+_stream_chunk_jit = jax.jit(_stream_chunk, static_argnames=_STATIC)
+_stream_epoch_end_jit = jax.jit(
+    _stream_epoch_end, static_argnames=(*_STATIC, "batch_size", "stopping")
+)
+
+
+def _stream_runner(
+    where: str,
+    trainer: Trainer,
+    states: TrainState,
+    source: Any,
+    val: Data | None,
+    *,
+    steps: int | None,
+    given_k: int | None,
+    stopping: _Stopping | None,
+    strategy: str,
+    chunk_size: int | None,
+) -> Any:
+    """``run(carry, 1)`` for :func:`_fit_per_epoch`: one epoch of a shared stream."""
+    n = num_members(states)
+    batch, first = stream_lib.first_batch(where, source)
+    batch_size = int(batch[2].shape[0])
+    k = stream_lib.steps_per_chunk(sum(a.nbytes for a in jax.tree.leaves(batch)), given_k)
+    unread = [first]
+    epochs = iter(range(2**62))
+    settings = dict(strategy=strategy, chunk_size=chunk_size, n=n)
+
+    def run(carry: _Carry, count: int) -> tuple[_Carry, dict[str, jax.Array]]:
+        del count  # always one epoch
+        epoch = next(epochs)
+        batches = unread.pop() if unread else stream_lib.epoch_batches(where, source, epoch)
+        keys = jax.vmap(lambda key: jax.random.split(key, 3))(carry.state.key)
+        states, total, start = carry.state, None, 0
+        chunks = stream_lib.chunks(where, batches, k, steps=steps)
+        for arrays in stream_lib.prefetch(chunks, lambda c: jax.device_put(c[:4])):
+            states, sums = _stream_chunk_jit(
+                trainer, states, keys[:, 2], arrays, jnp.int32(start), **settings
+            )
+            total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+            start += k
+        states = states._replace(key=keys[:, 0])
+        carry, logs = _stream_epoch_end_jit(
+            trainer, carry, states, total, val, batch_size=batch_size, stopping=stopping, **settings
+        )
+        return carry, {name: v[:, None] for name, v in logs.items()}
+
+    return run
+
+
 def _data(
     where: str, x: Any, y: Any, sample_weight: Any, member_data: bool, n: int
 ) -> tuple[Data, int]:
@@ -185,8 +294,17 @@ def fit(
     chunk_size: int | None = None,
     verbose: int = 0,
     on_nonfinite: str = "stop",
+    steps_per_epoch: int | None = None,
+    steps_per_execution: int | None = None,
 ) -> tuple[TrainState, History]:
     """Trains every member of a population, as one compiled program.
+
+    ``x`` may instead be a stream of batches shared by all members (as for
+    :meth:`Trainer.fit <jaxnn.Trainer.fit>`; then ``y`` is ``None``): each chunk of
+    ``steps_per_execution`` batches is transferred once and every member takes its
+    steps on it, in one program per chunk, with early stopping and the non-finite
+    stop applied at each epoch's end. ``shuffle`` does not apply (the order is the
+    stream's), and the validation data, if any, are arrays.
 
     Args:
         trainer: the :class:`~jaxnn.Trainer` the members share.
@@ -211,6 +329,10 @@ def fit(
         chunk_size: members per chunk, with ``strategy="chunked"``.
         verbose: 0 silent; 1 a progress bar and 2 a line per epoch, each showing the
             population's best, median and worst loss and metrics.
+        steps_per_epoch: with a stream, the batches per epoch (``None``: until it
+            ends).
+        steps_per_execution: with a stream, the batches per compiled dispatch
+            (``None``: chosen from the batch's size).
         on_nonfinite: ``"stop"`` (the default): a member whose epoch ends with a NaN
             or Inf loss, parameter or model state (a learning rate too high, in a
             sweep) goes back to its state at the start of that epoch and trains no
@@ -254,12 +376,32 @@ def fit(
     batch_size = data_lib.check_batch_size(where, batch_size)
     epochs = check_positive_int(where, "epochs", epochs, minimum=0)
 
-    data, examples = _data(where, x, y, sample_weight, member_data, n)
+    streamed = stream_lib.is_stream(x)
+    if streamed:
+        if y is not None or sample_weight is not None or member_data or validation_split:
+            raise ValueError(
+                f"{where}: x is a stream of batches shared by every member, so targets "
+                "and weights come in each batch as (x, y) or (x, y, sample_weight): pass "
+                "y=None, no sample_weight and no validation_split (pass validation_data "
+                "arrays), and member_data=False."
+            )
+        if steps_per_epoch is not None:
+            check_positive_int(where, "steps_per_epoch", steps_per_epoch)
+        if steps_per_execution is not None:
+            check_positive_int(where, "steps_per_execution", steps_per_execution)
+    elif steps_per_epoch is not None or steps_per_execution is not None:
+        raise ValueError(
+            f"{where}: steps_per_epoch and steps_per_execution are for streamed data (an "
+            "iterator, generator or function of batches); arrays run each epoch as one "
+            "program. Drop them, or pass a stream."
+        )
+    else:
+        data, examples = _data(where, x, y, sample_weight, member_data, n)
     val = None
     if validation_data is not None:
         xv, yv, *wv = validation_data
         val, _ = _data(where, xv, yv, wv[0] if wv else None, member_data, n)
-    elif validation_split:
+    elif validation_split and not streamed:
         axis = 1 if member_data else 0
         data, val, _ = data_lib.split_validation(where, data, examples, validation_split, axis=axis)
     if stopping is not None and stopping.monitor.startswith("val_") and val is None:
@@ -290,7 +432,21 @@ def fit(
         chunk_size=chunk_size,
         n=n,
     )
-    if verbose == 0:
+    if streamed:
+        run = _stream_runner(
+            where,
+            trainer,
+            states,
+            x,
+            val,
+            steps=steps_per_epoch,
+            given_k=steps_per_execution,
+            stopping=stopping,
+            strategy=strategy,
+            chunk_size=chunk_size,
+        )
+        carry, history = _fit_per_epoch(run, carry, epochs, verbose, n)
+    elif verbose == 0:
         carry, logs = run(carry, epochs) if epochs else (carry, {})
         history = {k: np.asarray(v) for k, v in jax.device_get(logs).items()}
     else:
