@@ -272,10 +272,26 @@ PROCESS = textwrap.dedent(
     state, history = trainer.fit(state, x, y, epochs=2, batch_size=12, verbose=2,
                                  validation_split=0.2)
     predictions = np.asarray(trainer.predict(state, x, batch_size=16))
+
+    # Streamed: each process yields only its own 6 rows of every 12-row batch.
+    own = lambda: ((x[i + 6 * process : i + 6 * process + 6],
+                    y[i + 6 * process : i + 6 * process + 6]) for i in range(0, 36, 12))
+    try:
+        trainer.fit(state, own, None, verbose=0)
+        raise AssertionError("a stream without steps_per_epoch was accepted")
+    except ValueError as e:
+        assert "every process must run the same number of steps" in str(e), e
+    streamed, streamed_history = trainer.fit(trainer.init(jax.random.key(0), x), own, None,
+                                             epochs=2, steps_per_epoch=3, verbose=0)
+    evaluated = trainer.evaluate(streamed, own, steps=3)
+    own_predictions = trainer.predict(streamed, own, steps=3)
+    np.save(f"{out}.{process}.npy", own_predictions)
     if nn.parallel.is_main_process():
         leaves = [np.asarray(a) for a in jax.tree.leaves((state.params, state.model_state))]
+        leaves += [np.asarray(a) for a in jax.tree.leaves(streamed.params)]
         np.savez(out, predictions=predictions, loss=history["loss"],
-                 val_loss=history["val_loss"], **{f"leaf{i}": a for i, a in enumerate(leaves)})
+                 val_loss=history["val_loss"], streamed_loss=streamed_history["loss"],
+                 evaluated=evaluated["loss"], **{f"leaf{i}": a for i, a in enumerate(leaves)})
     """
 )
 
@@ -362,7 +378,25 @@ def test_two_processes_train_as_one(tmp_path, key):
         verbose=0,
         validation_split=0.2,
     )
-    leaves = jax.tree.leaves((state.params, state.model_state))
+    # Streamed, each process its half of each batch: the same as the whole batches here.
+    streamed, streamed_history = trainer.fit(
+        trainer.init(jax.random.key(0), x),
+        x[:36],
+        y[:36],
+        epochs=2,
+        batch_size=12,
+        shuffle=False,
+        verbose=0,
+    )
+    leaves = jax.tree.leaves((state.params, state.model_state)) + jax.tree.leaves(streamed.params)
+    np.testing.assert_allclose(got["streamed_loss"], streamed_history["loss"], rtol=2e-5)
+    np.testing.assert_allclose(
+        got["evaluated"], trainer.evaluate(streamed, x[:36], y[:36])["loss"], rtol=2e-5
+    )
+    outputs = np.asarray(trainer.predict(streamed, x[:36])).reshape(3, 12, 1)
+    for process in range(2):  # each process got the outputs of its own rows
+        mine = outputs[:, 6 * process : 6 * process + 6].reshape(18, 1)
+        np.testing.assert_allclose(np.load(f"{out}.{process}.npy"), mine, rtol=2e-5, atol=2e-6)
     # float32 reassociation: gloo sums the 4 devices' partial gradients in its order.
     for i, leaf in enumerate(leaves):
         np.testing.assert_allclose(got[f"leaf{i}"], leaf, rtol=2e-5, atol=2e-6)
