@@ -133,6 +133,14 @@ SCRIPT = textwrap.dedent(
         assert devices == ({4} if trainer is four else {1}), devices
         continued, _ = trainer.fit(restored, xs, ys, **go_on)
         same(continued.params, reference.params, f"restored on {devices} devices")
+    # The same through orbax-checkpoint (the [distributed] extra), each device's
+    # shards written by its own process.
+    orbax_path = os.path.join(tempfile.mkdtemp(), "eight.orbax")
+    nn.sharded_checkpoint.save(orbax_path, b, {"epoch": 3})
+    for trainer in (four, one):
+        restored = nn.sharded_checkpoint.restore(orbax_path, trainer.init(jax.random.key(1), xs))
+        continued, _ = trainer.fit(restored, xs, ys, **go_on)
+        same(continued.params, reference.params, "restored from orbax")
     print("DATA-PARALLEL-OK")
     """
 )
@@ -281,8 +289,10 @@ PROCESS = textwrap.dedent(
         raise AssertionError("a stream without steps_per_epoch was accepted")
     except ValueError as e:
         assert "every process must run the same number of steps" in str(e), e
+    orbax = nn.Checkpointing(f"{out}.ckpt", format="orbax")  # each process its shards
     streamed, streamed_history = trainer.fit(trainer.init(jax.random.key(0), x), own, None,
-                                             epochs=2, steps_per_epoch=3, verbose=0)
+                                             epochs=2, steps_per_epoch=3, verbose=0,
+                                             checkpoint=orbax)
     evaluated = trainer.evaluate(streamed, own, steps=3)
     own_predictions = trainer.predict(streamed, own, steps=3)
     np.save(f"{out}.{process}.npy", own_predictions)
@@ -393,6 +403,13 @@ def test_two_processes_train_as_one(tmp_path, key):
     np.testing.assert_allclose(
         got["evaluated"], trainer.evaluate(streamed, x[:36], y[:36])["loss"], rtol=2e-5
     )
+    # Their orbax checkpoint restores into one process, one device.
+    restored = nn.sharded_checkpoint.restore(
+        f"{out}.ckpt/epoch_000002.orbax", trainer.init(jax.random.key(0), x)
+    )
+    n = len(jax.tree.leaves((state.params, state.model_state)))
+    for i, leaf in enumerate(jax.tree.leaves(restored.params)):
+        np.testing.assert_array_equal(got[f"leaf{n + i}"], leaf)
     outputs = np.asarray(trainer.predict(streamed, x[:36])).reshape(3, 12, 1)
     for process in range(2):  # each process got the outputs of its own rows
         mine = outputs[:, 6 * process : 6 * process + 6].reshape(18, 1)

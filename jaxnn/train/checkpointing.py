@@ -6,7 +6,10 @@ the :class:`~jaxnn.TrainState` with :func:`jaxnn.checkpoint.save`, atomically, a
 ``epoch_<epochs done, 6 digits>.safetensors``, keeps the newest ``keep``, and with a
 ``monitor`` keeps ``best.safetensors``. Each file's metadata ``{"jaxnn_fit": ...}``
 holds the epoch count, the history, the fit settings and the best value so far, so
-that a resumed run continues exactly.
+that a resumed run continues exactly. A state split over several processes, which no
+process holds whole, is saved instead as an orbax-checkpoint directory
+(``epoch_000005.orbax``, :mod:`jaxnn.sharded_checkpoint`) that every process writes
+its shards into.
 """
 
 from __future__ import annotations
@@ -16,19 +19,24 @@ import dataclasses
 import math
 import os
 import re
+import shutil
 import warnings
 from typing import Any
 
 import jax
 
 from jaxnn import checkpoint as checkpoint_lib
-from jaxnn._checks import check_positive_int, resolve_mode
+from jaxnn import sharded_checkpoint as sharded_lib
+from jaxnn._checks import check_choice, check_positive_int, resolve_mode
 
 __all__ = ["CheckpointDirectory", "Checkpointing"]
 
-_EPOCH_FILE = re.compile(r"epoch_(\d+)\.safetensors")
-_BEST_FILE = "best.safetensors"
-_LEFTOVER = re.compile(r"\.(epoch_\d+|best)\.safetensors\.[0-9a-f]+\.tmp")
+_EPOCH_FILE = re.compile(r"epoch_(\d+)\.(safetensors|orbax)")
+_BEST_FILE = "best"
+_LEFTOVER = re.compile(
+    r"\.(epoch_\d+|best)\.safetensors\.[0-9a-f]+\.tmp|(epoch_\d+|best)\.orbax\.orbax-checkpoint-tmp.*"
+)
+_FORMATS = ("auto", "safetensors", "orbax")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,10 +54,14 @@ class Checkpointing:
         resume: continue from the newest readable checkpoint in ``directory``;
             ``epochs`` is then the *total* number of epochs (Keras's
             ``initial_epoch``).
+        format: ``"safetensors"`` (one file, written by process 0), ``"orbax"``
+            (a directory every process writes its shards into; the
+            ``[distributed]`` extra), or ``"auto"``: orbax when the state is split
+            over several processes, safetensors otherwise. Resuming reads either.
 
     Raises:
         ValueError: for a non-positive ``every`` or ``keep``, a ``monitor`` that is
-            not a string, or an unknown ``mode``.
+            not a string, or an unknown ``mode`` or ``format``.
 
     Example:
         >>> Checkpointing("runs/a", every=5, monitor="val_loss").mode
@@ -62,6 +74,7 @@ class Checkpointing:
     monitor: str | None = None
     mode: str = "auto"
     resume: bool = False
+    format: str = "auto"
 
     def __post_init__(self) -> None:
         where = "Checkpointing"
@@ -76,6 +89,7 @@ class Checkpointing:
                 f"{where}: monitor must be the name of a log such as 'val_loss', or None; "
                 f"got {self.monitor!r}."
             )
+        check_choice(where, "format", self.format, _FORMATS)
         mode = resolve_mode(where, self.mode, self.monitor or "")
         object.__setattr__(self, "mode", mode)
 
@@ -113,9 +127,8 @@ class CheckpointDirectory:
         self.directory = os.fspath(settings.directory)
         os.makedirs(self.directory, exist_ok=True)
         for name in os.listdir(self.directory):  # left by saves that were killed midway
-            if _LEFTOVER.fullmatch(name):
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(self.directory, name))
+            if _LEFTOVER.fullmatch(name) and jax.process_index() == 0:
+                _remove(os.path.join(self.directory, name))
 
     def on_disk(self) -> list[tuple[int, str]]:
         """``(epochs done, path)`` of every epoch checkpoint, oldest first."""
@@ -159,8 +172,12 @@ class CheckpointDirectory:
         """
         for epoch, path in reversed(self.on_disk()):
             try:
-                meta = checkpoint_lib.read_metadata(path)["user"]["jaxnn_fit"]
-                state = checkpoint_lib.restore(path, like)
+                if sharded_lib.is_sharded_checkpoint(path):
+                    meta = sharded_lib.read_metadata(path)["jaxnn_fit"]
+                    state = sharded_lib.restore(path, like)
+                else:
+                    meta = checkpoint_lib.read_metadata(path)["user"]["jaxnn_fit"]
+                    state = checkpoint_lib.restore(path, like)
             except checkpoint_lib.CheckpointError as e:
                 if "does not match the expected tree" in str(e):
                     raise checkpoint_lib.CheckpointError(
@@ -219,25 +236,36 @@ class CheckpointDirectory:
             )
             if better:
                 self.best, self.best_epoch = value, epoch
-                self._save(
-                    os.path.join(self.directory, _BEST_FILE), state, epoch, history, settings
-                )
+                self._save(_BEST_FILE, state, epoch, history, settings)
         if epoch % self.settings.every == 0 or last:
-            name = f"epoch_{epoch:06d}.safetensors"
-            self._save(os.path.join(self.directory, name), state, epoch, history, settings)
-            for _, path in self.on_disk()[: -self.settings.keep]:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+            self._save(f"epoch_{epoch:06d}", state, epoch, history, settings)
+            if jax.process_index() == 0:
+                for _, path in self.on_disk()[: -self.settings.keep]:
+                    _remove(path)
 
     def _save(
         self,
-        path: str,
+        stem: str,
         state: Any,
         epoch: int,
         history: dict[str, list],
         settings: dict[str, Any],
     ) -> None:
-        if jax.process_index() != 0:  # several processes: process 0 writes the file
+        orbax = self.settings.format == "orbax" or (
+            self.settings.format == "auto" and sharded_lib.needs_sharded(state)
+        )
+        if not orbax and sharded_lib.needs_sharded(state):
+            raise ValueError(
+                f"{self.where}: the state is split over the devices of several processes, "
+                "so no process can write it into one safetensors file; use "
+                "Checkpointing(..., format='orbax') (or 'auto'), with the [distributed] "
+                "extra installed."
+            )
+        path = os.path.join(self.directory, f"{stem}.{'orbax' if orbax else 'safetensors'}")
+        other = os.path.join(self.directory, f"{stem}.{'safetensors' if orbax else 'orbax'}")
+        if os.path.exists(other) and jax.process_index() == 0:
+            _remove(other)  # a best of the other format, from an earlier run
+        if not orbax and jax.process_index() != 0:  # process 0 writes the file
             return
         finite = lambda v: v if not isinstance(v, float) or math.isfinite(v) else None
         meta = {
@@ -250,4 +278,16 @@ class CheckpointDirectory:
         }
         if self.data_state is not None:
             meta["data_state"] = self.data_state
-        checkpoint_lib.save(path, state, metadata={"jaxnn_fit": meta})
+        if orbax:  # every process writes its shards
+            sharded_lib.save(path, state, {"jaxnn_fit": meta})
+        else:
+            checkpoint_lib.save(path, state, metadata={"jaxnn_fit": meta})
+
+
+def _remove(path: str) -> None:
+    """Deletes a checkpoint file or directory; one already gone is fine."""
+    with contextlib.suppress(OSError):
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
