@@ -14,6 +14,13 @@ divide the per-device work by 8 and add one all-reduce of the gradients per step
   each, batch 10, ``--epochs`` epochs) with the members sharded over 8 devices by
   ``nn.parallel.shard_members``, against the same population on one device.
 
+* ``mlp`` also times ``param_axis="data"`` (the params and Adam's moments of every
+  large array split over the same 8 devices, ZeRO-style), which spares each device
+  the replicated optimizer update;
+* ``startup``: the wall time for 2 processes (2 virtual devices each) to start,
+  ``nn.parallel.initialize`` over localhost and run one collective, against one
+  process doing the same on its own 4 devices.
+
 Both sides are timed warm (compiled first), alternating, median of ``--repeats``.
 
     python benchmarks/parallel.py [--quick] [--json PATH]
@@ -69,11 +76,69 @@ def mlp(steps: int, repeats: int) -> dict:
         fit = dict(epochs=1, batch_size=batch, shuffle=False, verbose=0)
         return lambda: trainer.fit(state, x, y, **fit)[0].params
 
+    zero = nn.parallel.data_parallel(param_axis="data", min_size=2**12)
     timed = alternate(
-        {"one_device": build(None), "eight_devices": build(nn.parallel.data_parallel())},
+        {
+            "one_device": build(None),
+            "eight_devices": build(nn.parallel.data_parallel()),
+            "eight_devices_split_update": build(zero),
+        },
         repeats,
     )
     return {"steps": steps, "batch": batch, **timed}
+
+
+STARTUP = """
+import sys, time
+start = float(sys.argv[1])
+import jax, jax.numpy as jnp
+import jaxnn as nn
+if len(sys.argv) > 2:
+    nn.parallel.initialize(f"localhost:{sys.argv[2]}", 2, int(sys.argv[3]), local_devices=2)
+else:
+    jax.config.update("jax_num_cpu_devices", 4)
+dp = nn.parallel.data_parallel()
+ones = nn.parallel.put(jnp.ones((8,)), dp.batch_sharding())
+total = jax.jit(jnp.sum, out_shardings=dp.replicated())(ones)
+assert float(total) == 8.0
+print(time.time() - start)
+"""
+
+
+def startup(repeats: int) -> dict:
+    """Seconds from spawning to a first collective: 2 processes against 1."""
+    import socket
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+
+    def run(processes: int) -> float:
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            port = str(s.getsockname()[1])
+        start = time.time()
+        extra = (lambda i: [port, str(i)]) if processes > 1 else (lambda i: [])
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", STARTUP, str(start), *extra(i)],
+                env=env,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(processes)
+        ]
+        outs = [p.communicate(timeout=120)[0] for p in procs]
+        assert all(p.returncode == 0 for p in procs), outs
+        return time.time() - start
+
+    times = {"one_process": [], "two_processes": []}
+    for _ in range(repeats):
+        times["one_process"].append(run(1))
+        times["two_processes"].append(run(2))
+    return {k: {"seconds": statistics.median(v), "times": v} for k, v in times.items()}
 
 
 def population(members: int, epochs: int, repeats: int) -> dict:
@@ -115,6 +180,7 @@ def main() -> None:
             epochs=2 if args.quick else 100,
             repeats=2 if args.quick else 5,
         ),
+        "startup": startup(repeats=1 if args.quick else 3),
     }
     for key in ("mlp", "population"):
         r = results[key]
@@ -124,6 +190,20 @@ def main() -> None:
             f"{r['eight_devices']['seconds']:.3f} s ({r['overhead']:.2f}x)",
             flush=True,
         )
+    r = results["mlp"]
+    r["overhead_split_update"] = (
+        r["eight_devices_split_update"]["seconds"] / r["one_device"]["seconds"]
+    )
+    print(
+        f"mlp, params and Adam state split over the 8 (param_axis='data'): "
+        f"{r['eight_devices_split_update']['seconds']:.3f} s ({r['overhead_split_update']:.2f}x)"
+    )
+    r = results["startup"]
+    r["ratio"] = r["two_processes"]["seconds"] / r["one_process"]["seconds"]
+    print(
+        f"startup to a first collective: one process {r['one_process']['seconds']:.2f} s, "
+        f"two processes {r['two_processes']['seconds']:.2f} s ({r['ratio']:.2f}x)"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
