@@ -14,9 +14,10 @@ divide the per-device work by 8 and add one all-reduce of the gradients per step
   each, batch 10, ``--epochs`` epochs) with the members sharded over 8 devices by
   ``nn.parallel.shard_members``, against the same population on one device.
 
-* ``mlp`` also times ``param_axis="data"`` (the params and Adam's moments of every
-  large array split over the same 8 devices, ZeRO-style), which spares each device
-  the replicated optimizer update;
+* ``mlp`` times three layouts on the 8 devices: the default (params replicated,
+  Adam's large moments split over the batch axis, so each device updates an eighth of
+  each large kernel), ``split_optimizer=False`` (every device runs the whole update),
+  and ``param_axis="data"`` (params split too, FSDP-style);
 * ``startup``: the wall time for 2 processes (2 virtual devices each) to start,
   ``nn.parallel.initialize`` over localhost and run one collective, against one
   process doing the same on its own 4 devices.
@@ -76,12 +77,14 @@ def mlp(steps: int, repeats: int) -> dict:
         fit = dict(epochs=1, batch_size=batch, shuffle=False, verbose=0)
         return lambda: trainer.fit(state, x, y, **fit)[0].params
 
-    zero = nn.parallel.data_parallel(param_axis="data", min_size=2**12)
     timed = alternate(
         {
             "one_device": build(None),
             "eight_devices": build(nn.parallel.data_parallel()),
-            "eight_devices_split_update": build(zero),
+            "eight_devices_replicated_update": build(
+                nn.parallel.data_parallel(split_optimizer=False)
+            ),
+            "eight_devices_fsdp": build(nn.parallel.data_parallel(param_axis="data")),
         },
         repeats,
     )
@@ -191,13 +194,10 @@ def main() -> None:
             flush=True,
         )
     r = results["mlp"]
-    r["overhead_split_update"] = (
-        r["eight_devices_split_update"]["seconds"] / r["one_device"]["seconds"]
-    )
-    print(
-        f"mlp, params and Adam state split over the 8 (param_axis='data'): "
-        f"{r['eight_devices_split_update']['seconds']:.3f} s ({r['overhead_split_update']:.2f}x)"
-    )
+    for layout in ("replicated_update", "fsdp"):
+        seconds = r[f"eight_devices_{layout}"]["seconds"]
+        r[f"overhead_{layout}"] = seconds / r["one_device"]["seconds"]
+        print(f"mlp, 8 devices, {layout}: {seconds:.3f} s ({r[f'overhead_{layout}']:.2f}x)")
     r = results["startup"]
     r["ratio"] = r["two_processes"]["seconds"] / r["one_process"]["seconds"]
     print(

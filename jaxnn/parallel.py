@@ -140,11 +140,15 @@ class DataParallel:
 
     Build it with :func:`data_parallel`. Inside a compiled step every batch (inputs,
     targets, weights and the padding mask) is constrained to be split along its
-    leading axis over ``mesh.shape[axis]`` devices; params, optimizer state and model
-    state are replicated, except that with a ``param_axis`` every array of at least
+    leading axis over ``mesh.shape[axis]`` devices; params and model state are
+    replicated, except that with a ``param_axis`` every array of at least
     ``min_size`` elements is split along one of its dimensions over that axis
     (FSDP-style: XLA gathers a layer's weights where they are used and
-    reduce-scatters their gradients), so each device holds only its share.
+    reduce-scatters their gradients), so each device holds only its share. With
+    ``split_optimizer`` (the default), every optimizer-state array of at least
+    ``min_size`` elements is split over ``axis`` (ZeRO-style): each device updates
+    its share of the large params and the new params are gathered, instead of every
+    device running the whole update.
     Gradients and BatchNorm statistics are reduced over the global batch by XLA,
     so a step computes what it computes on one device (to float32 reassociation).
     A batch whose size does not divide by the device count is split unevenly: XLA
@@ -158,12 +162,15 @@ class DataParallel:
         param_axis: the mesh axis that splits large params and optimizer state, or
             ``None`` to replicate them (it may be ``axis`` itself).
         min_size: the number of elements from which an array is split.
+        split_optimizer: whether large optimizer-state arrays are split over
+            ``axis`` when there is no ``param_axis``.
     """
 
     mesh: Mesh
     axis: str = "data"
     param_axis: str | None = None
     min_size: int = 2**18
+    split_optimizer: bool = True
 
     @property
     def size(self) -> int:
@@ -182,31 +189,41 @@ class DataParallel:
         """Places ``tree`` (in-memory data) whole on every device of the mesh."""
         return put(tree, self.replicated())
 
-    def state_sharding(self, shape: tuple[int, ...]) -> NamedSharding:
-        """Where a state array of this shape goes: replicated, or, with a
-        ``param_axis``, split along its largest dimension that the axis divides when
-        it has at least ``min_size`` elements."""
-        if self.param_axis is None or math.prod(shape) < self.min_size:
+    def state_sharding(self, shape: tuple[int, ...], optimizer: bool = False) -> NamedSharding:
+        """Where a state array of this shape goes: replicated, or, when it has at
+        least ``min_size`` elements, split along its largest dimension that the axis
+        divides; the axis is ``param_axis``, or for optimizer state (``optimizer``)
+        ``axis`` when ``split_optimizer`` and there is no ``param_axis``."""
+        split = self.param_axis
+        if split is None and optimizer and self.split_optimizer:
+            split = self.axis
+        if split is None or math.prod(shape) < self.min_size:
             return self.replicated()
-        parts = int(self.mesh.shape[self.param_axis])
+        parts = int(self.mesh.shape[split])
         dims = [d for d in range(len(shape)) if shape[d] % parts == 0]
         if not dims:
             return self.replicated()
         dim = max(dims, key=lambda d: (shape[d], d))
         spec = [None] * len(shape)
-        spec[dim] = self.param_axis
+        spec[dim] = split
         return NamedSharding(self.mesh, PartitionSpec(*spec))
 
     def place_state(self, tree: Any) -> Any:
-        """Places a state (params, optimizer and model state) on the mesh."""
+        """Places a state on the mesh: a training state's ``opt_state`` as optimizer
+        state, everything else (params, model state) as params."""
+        if hasattr(tree, "opt_state") and hasattr(tree, "_replace"):
+            optimizer = put(tree.opt_state, lambda shape: self.state_sharding(shape, True))
+            return put(tree._replace(opt_state=None), self.state_sharding)._replace(
+                opt_state=optimizer
+            )
         return put(tree, self.state_sharding)
 
-    def constrain_state(self, tree: Any) -> Any:
-        """Inside a program: keeps a state's arrays where :meth:`place_state` put them."""
-        if self.param_axis is None:
-            return tree
+    def constrain_state(self, tree: Any, optimizer: bool = False) -> Any:
+        """Inside a program: keeps a state's arrays where :meth:`place_state` put them
+        (``optimizer``: the arrays are optimizer state)."""
         return jax.tree.map(
-            lambda a: jax.lax.with_sharding_constraint(a, self.state_sharding(a.shape)), tree
+            lambda a: jax.lax.with_sharding_constraint(a, self.state_sharding(a.shape, optimizer)),
+            tree,
         )
 
     def constrain_batch(self, tree: Any) -> Any:
@@ -225,6 +242,7 @@ def data_parallel(
     param_axis: str | None = None,
     min_size: int = 2**18,
     devices: Any = None,
+    split_optimizer: bool = True,
 ) -> DataParallel:
     """Data parallelism over a mesh axis, for ``Trainer(..., parallel=...)``.
 
@@ -240,6 +258,10 @@ def data_parallel(
             smaller than that are cheaper to replicate than to gather).
         devices: the devices of the mesh built when ``mesh`` is ``None``; all of
             ``jax.devices()`` by default.
+        split_optimizer: without a ``param_axis``, split every optimizer-state
+            array of at least ``min_size`` elements over ``axis`` (ZeRO-style), so
+            that each device runs only its share of the update; ``False``
+            replicates the optimizer state and the update as well.
 
     Returns:
         A :class:`DataParallel`.
@@ -280,7 +302,7 @@ def data_parallel(
                 "jax.sharding.Mesh(devices, names)."
             )
     min_size = check_positive_int("data_parallel", "min_size", min_size)
-    return DataParallel(mesh, axis, param_axis, min_size)
+    return DataParallel(mesh, axis, param_axis, min_size, bool(split_optimizer))
 
 
 def shard_members(states: Any, mesh: jax.sharding.Mesh, axis: str | None = None) -> Any:

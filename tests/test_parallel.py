@@ -117,6 +117,20 @@ SCRIPT = textwrap.dedent(
     same(a.params, b.params, "FSDP params")
     same(dict(history_a), dict(history_b), "FSDP history")
 
+    # By default (split_optimizer) params stay whole on every device and only the
+    # large optimizer-state arrays are split over the batch axis: each device updates
+    # an eighth of each large kernel; training still equals one device.
+    zero = nn.Trainer(wide(), "mse", "adam",
+                      parallel=nn.parallel.data_parallel(min_size=1024))
+    z = zero.init(jax.random.key(0), xs)
+    moments = [q for q in jax.tree.leaves(z.opt_state) if q.size >= 1024]
+    assert len(moments) == 4 and all(bytes_on_device_0(q) * 8 == q.nbytes for q in moments)
+    assert all(q.sharding.is_fully_replicated for q in jax.tree.leaves(z.params))
+    z, history_z = zero.fit(z, xs, ys, epochs=3, batch_size=8, verbose=0)
+    assert all(q.sharding.is_fully_replicated for q in jax.tree.leaves(z.params))
+    same(a.params, z.params, "split optimizer params")
+    same(dict(history_a), dict(history_z), "split optimizer history")
+
     # A checkpoint of the split state on 8 devices restores onto 4 devices and onto
     # one (restore places each array as the state it is given), and training goes on
     # as it goes on the 8.

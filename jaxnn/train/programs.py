@@ -204,8 +204,9 @@ def programs(
         with jax.numpy_dtype_promotion("standard"):
             updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
-        if parallel is not None:  # large arrays stay split where they were (FSDP)
-            params, opt_state = parallel.constrain_state((params, opt_state))
+        if parallel is not None:  # large arrays stay split where they were
+            params = parallel.constrain_state(params)
+            opt_state = parallel.constrain_state(opt_state, optimizer=True)
         return state._replace(
             params=params, model_state=model_state, opt_state=opt_state, step=state.step + 1
         )
