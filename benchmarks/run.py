@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKLOADS = ("seed", "mlp", "cnn", "population", "parallel", "startup")
+WORKLOADS = ("seed", "mlp", "cnn", "population", "parallel", "streaming", "startup")
 PEER_WORKLOADS = ("seed", "mlp", "cnn")
 QUICK_CORE_ONLY = ("cnn",)  # peers' CNNs compile slowly; --quick runs jaxnn's and pure JAX's
 MARKERS = ("<!-- results:start -->", "<!-- results:end -->")
@@ -311,6 +311,31 @@ def _parallel(quick: bool, timeout: float) -> tuple[dict | None, list[str], bool
     return got, [], False
 
 
+def _streaming(quick: bool, timeout: float) -> tuple[dict | None, list[str], bool]:
+    """``benchmarks/streaming.py``: the MLP fed from memory, a generator, a file, grain."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "streaming.json"
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "streaming.py"), "--json", str(path)]
+        child = run_child(cmd + (["--quick"] if quick else []), timeout)
+        if child["returncode"] != 0 or not path.exists():
+            return None, [f"streaming: benchmarks/streaming.py failed: {_last_lines(child)}"], True
+        got = json.loads(path.read_text())
+    ratios = ", ".join(
+        f"{r['key']} {r['vs_memory']:.2f}x" for r in got["rows"][1:] if "vs_memory" in r
+    )
+    mem = got["memory"]
+    print(
+        f"  streaming  ({child['seconds']:.1f} s): steps/s vs in-memory fit: {ratios}; "
+        f"peak RSS of (c) "
+        + " / ".join(
+            f"{r['peak_rss_mib']:.0f} MiB ({r['file_mib']} MiB file)" for r in mem["runs"]
+        ),
+        flush=True,
+    )
+    notes = [f"streaming: {r['name']}: {r['skipped']}" for r in got["rows"] if "skipped" in r]
+    return got, notes, False
+
+
 def _startup(quick: bool, timeout: float) -> tuple[dict | None, list[str], bool]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "startup.json"
@@ -479,6 +504,29 @@ def targets(results: dict) -> list[dict]:
                     "met": r["overhead"] <= 1.25,
                 }
             )
+    streaming = results.get("streaming")
+    if streaming:
+        for r in streaming["rows"][1:4]:
+            if "vs_memory" in r:
+                out.append(
+                    {
+                        "target": f"streaming: {r['name'].split(': ', 1)[1]} >= 0.9x the "
+                        "steps/s of fit on arrays",
+                        "measured": f"{r['vs_memory']:.2f}x",
+                        "met": r["vs_memory"] >= 0.9,
+                    }
+                )
+        mem = streaming["memory"]
+        small, big = mem["runs"][0], mem["runs"][-1]
+        out.append(
+            {
+                "target": "streaming: peak RSS of nn.ArrayStream independent of the file's "
+                "size (within 5% of the smaller run)",
+                "measured": f"{small['peak_rss_mib']:.0f} MiB for {small['file_mib']} MiB, "
+                f"{big['peak_rss_mib']:.0f} MiB for {big['file_mib']} MiB",
+                "met": big["peak_rss_mib"] <= 1.05 * small["peak_rss_mib"],
+            }
+        )
     start = results.get("startup")
     if start:
         extra = start["jaxnn_over_jax_s"]
@@ -578,6 +626,37 @@ def markdown(results: dict) -> str:
             f"`population.fit` of {popn['members']:,} members sharded over the 8 takes "
             f"{popn['eight_devices']['seconds']:.3f} s against "
             f"{popn['one_device']['seconds']:.3f} s ({popn['overhead']:.2f}x).",
+        ]
+    streaming = results.get("streaming")
+    if streaming:
+        lines += [
+            "",
+            f"Feeding the MLP (`benchmarks/streaming.py`: `Trainer.fit`, {streaming['steps']} "
+            f"steps of batch {streaming['batch']} per run, median of {streaming['repeats']}; "
+            "(a) to (d) alternate in one process, the files in the page cache):",
+            "",
+            "| source | steps/s | x (a) | first call |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for r in streaming["rows"]:
+            if "steps_per_s" not in r:
+                lines.append(f"| {r['name']} | {r.get('skipped') or 'failed (see the JSON)'} | | |")
+                continue
+            lines.append(
+                f"| {r['name']} | {r['steps_per_s']:,.1f} | {r['vs_memory']:.2f} "
+                f"| {r['first_call_s']:.2f} s |"
+            )
+        mem = streaming["memory"]
+        k = mem["steps_per_execution"]
+        lines += [
+            "",
+            "Peak RSS of (c), one epoch over the whole file in a fresh process"
+            + (f" (steps_per_execution={k})" if k else "")
+            + ": "
+            + "; ".join(
+                f"{r['file_mib']:,} MiB file, {r['peak_rss_mib']:.0f} MiB" for r in mem["runs"]
+            )
+            + ".",
         ]
     start = results.get("startup")
     if start:
@@ -843,6 +922,10 @@ def main(argv: list[str] | None = None) -> int:
                 block = {"description": DESCRIPTIONS[workload], "rows": rows}
                 block.update(extra[0] if extra else {})
                 results["workloads"][workload] = block
+        elif workload == "streaming":
+            got, notes, bad = _streaming(args.quick, timeout)
+            if got:
+                results["streaming"] = got
         elif workload == "parallel":
             got, notes, bad = _parallel(args.quick, timeout)
             if got:

@@ -17,6 +17,8 @@ from jaxnn import (
     optimizers,
     parallel,
     population,
+    sharded_checkpoint,
+    sources,
     stream,
 )
 from jaxnn._version import __version__
@@ -29,6 +31,7 @@ from jaxnn.layers import __all__ as _layers_all
 from jaxnn.layers.recurrent import Cell, GRUCell, LSTMCell, SimpleRNNCell
 from jaxnn.losses import Loss
 from jaxnn.metrics import Metric
+from jaxnn.sources import ArrayStream
 from jaxnn.summary import count_params, summary
 from jaxnn.train import (
     Callback,
@@ -42,6 +45,7 @@ from jaxnn.train import (
 )
 
 __all__ = [
+    "ArrayStream",
     "Callback",
     "Cell",
     "Checkpointing",
@@ -63,6 +67,8 @@ __all__ = [
     "data",
     "parallel",
     "population",
+    "sharded_checkpoint",
+    "sources",
     "stream",
     "GRUCell",
     "LSTMCell",
