@@ -302,7 +302,9 @@ def data_parallel(
                 "jax.sharding.Mesh(devices, names)."
             )
     min_size = check_positive_int("data_parallel", "min_size", min_size)
-    return DataParallel(mesh, axis, param_axis, min_size, bool(split_optimizer))
+    if not isinstance(split_optimizer, bool):
+        raise ValueError(f"data_parallel: split_optimizer must be a bool, got {split_optimizer!r}.")
+    return DataParallel(mesh, axis, param_axis, min_size, split_optimizer)
 
 
 def shard_members(states: Any, mesh: jax.sharding.Mesh, axis: str | None = None) -> Any:
@@ -331,6 +333,11 @@ def shard_members(states: Any, mesh: jax.sharding.Mesh, axis: str | None = None)
         True
     """
     axis = axis or mesh.axis_names[0]
+    if axis not in mesh.axis_names:
+        raise ValueError(
+            f"shard_members: the mesh has no axis {axis!r}; its axes are "
+            f"{list(mesh.axis_names)}. Pass axis= one of those."
+        )
     size = mesh.shape[axis]
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis))
 

@@ -256,6 +256,10 @@ def test_bad_meshes_and_settings_fail_before_compiling():
         nn.parallel.data_parallel("data")
     with pytest.raises(TypeError, match=r"Trainer: parallel must be None or a jaxnn.parallel"):
         nn.Trainer(nn.Dense(1), "mse", "sgd", parallel=mesh)
+    with pytest.raises(ValueError, match=r"shard_members: the mesh has no axis 'members'"):
+        nn.parallel.shard_members(np.zeros((4, 2)), mesh, "members")
+    with pytest.raises(ValueError, match=r"data_parallel: split_optimizer must be a bool"):
+        nn.parallel.data_parallel(mesh, axis="batch", split_optimizer="yes")
 
 
 def test_one_device_data_parallel_equals_no_parallel(key):
@@ -303,6 +307,11 @@ PROCESS = textwrap.dedent(
         raise AssertionError("a stream without steps_per_epoch was accepted")
     except ValueError as e:
         assert "every process must run the same number of steps" in str(e), e
+    try:  # 5 rows do not split over a process's 2 devices
+        trainer.fit(state, lambda: iter([(x[:5], y[:5])]), None, steps_per_epoch=1, verbose=0)
+        raise AssertionError("a batch that does not split over the devices was accepted")
+    except ValueError as e:
+        assert "must be a multiple of its number of devices" in str(e), e
     orbax = nn.Checkpointing(f"{out}.ckpt", format="orbax")  # each process its shards
     streamed, streamed_history = trainer.fit(trainer.init(jax.random.key(0), x), own, None,
                                              epochs=2, steps_per_epoch=3, verbose=0,

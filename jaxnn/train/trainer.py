@@ -703,9 +703,19 @@ class Trainer:
             return self._place_data(tree)
         spec = PartitionSpec(*([None] * batch_axis), self.parallel.axis)
         sharding = NamedSharding(self.parallel.mesh, spec)
-        return jax.tree.map(
-            lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), tree
-        )
+
+        def place(a: Any) -> jax.Array:
+            try:
+                return jax.make_array_from_process_local_data(sharding, np.asarray(a))
+            except ValueError as e:
+                raise ValueError(
+                    f"Trainer: this process's batch of {np.shape(a)[batch_axis]} examples "
+                    f"cannot be split over its devices of mesh axis {self.parallel.axis!r} "
+                    f"({e}). With several processes, each process's batch size must be a "
+                    "multiple of its number of devices on that axis."
+                ) from None
+
+        return jax.tree.map(place, tree)
 
     def _stream_chunks(
         self, where: str, state: TrainState, source: Any, steps: int | None, epoch: int
