@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import jaxnn as nn
@@ -294,3 +295,40 @@ def test_ignore_checks_nothing_and_equals_the_guarded_run_on_finite_data(key):
     broken, history = trainer.fit(state, overflowing(x), y, on_nonfinite="ignore", **fit)
     assert not all_finite(broken.params)
     assert "skipped_steps" not in history
+
+
+@pytest.mark.parametrize(
+    "optimizer, zero_targets",
+    [
+        # Finite gradients, an overflowing learning rate: the params would overflow.
+        (lambda: nn.optimizers.get("sgd", learning_rate=3e38), False),
+        # Zero gradients (zero predictions, zero targets) with eps=0: Adam's 0/0.
+        (lambda: optax.adam(1e-3, eps=0.0), True),
+    ],
+    ids=["sgd-overflow", "adam-eps0"],
+)
+def test_the_guard_checks_the_state_an_update_makes(key, optimizer, zero_targets):
+    """Finite loss and gradients whose update is not finite: raised or skipped as a
+    bad gradient is, and the state handed back is finite."""
+    x, y = regression(16)
+    y = np.zeros_like(y) if zero_targets else y
+    trainer = nn.Trainer(nn.Dense(1, kernel_init="zeros"), "mse", optimizer())
+    state = trainer.init(key, x)
+    with pytest.raises(NonFiniteError, match=r"would make the params non-finite, first at") as e:
+        trainer.fit(state, x, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    assert all_finite((e.value.state.params, e.value.state.opt_state))
+    assert int(e.value.state.step) == 0
+    skipped, history = trainer.fit(
+        state, x, y, epochs=2, batch_size=8, shuffle=False, verbose=0, on_nonfinite="skip"
+    )
+    assert all_finite((skipped.params, skipped.opt_state))
+    assert history["skipped_steps"].tolist() == [2, 2]
+
+
+def test_a_population_member_stops_before_its_optimizer_state_goes_non_finite(key):
+    x, y = regression(16)
+    trainer = nn.Trainer(nn.Dense(1, kernel_init="zeros"), "mse", optax.adam(1e-3, eps=0.0))
+    states = nn.population.init(trainer, key, x, 2)
+    states, history = nn.population.fit(trainer, states, x, np.zeros_like(y), epochs=2)
+    assert history["nonfinite_epoch"].tolist() == [0, 0]
+    assert all_finite((states.params, states.opt_state))

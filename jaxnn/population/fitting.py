@@ -74,7 +74,7 @@ def _epoch_end(
     keep = jnp.ones((), bool)  # whether this epoch's new state is kept
     bad_epoch = carry.bad_epoch
     if bad_epoch is not None:
-        state_ok = finite_leaves((new_state.params, new_state.model_state))
+        state_ok = finite_leaves((new_state.params, new_state.model_state, new_state.opt_state))
         finite = jnp.isfinite(logs["loss"]) & jnp.all(state_ok)
         keep = finite & (bad_epoch < 0)
         bad_epoch = jnp.where(~finite & (bad_epoch < 0), carry.epoch, bad_epoch)
@@ -334,7 +334,7 @@ def fit(
         steps_per_execution: with a stream, the batches per compiled dispatch
             (``None``: chosen from the batch's size).
         on_nonfinite: ``"stop"`` (the default): a member whose epoch ends with a NaN
-            or Inf loss, parameter or model state (a learning rate too high, in a
+            or Inf loss, parameter, optimizer state or model state (a learning rate too high, in a
             sweep) goes back to its state at the start of that epoch and trains no
             further, while the others go on; ``history["nonfinite_epoch"]`` gives, per
             member, that 0-based epoch (-1 if none), and its logs read NaN from then on.

@@ -1,6 +1,7 @@
 """The non-finite guard: what a compiled step records when a loss or gradient is NaN/Inf.
 
-Every guarded step checks its loss and gradients inside the program. A :class:`Guard`
+Every guarded step checks its loss, its gradients and the state its update would
+make (params, optimizer state, model state) inside the program. A :class:`Guard`
 carries, through ``lax.scan``, whether training is halted, how many steps were
 skipped, and the facts of the first bad step, which the host turns into a
 :class:`NonFiniteError` with :func:`nonfinite_error`.
@@ -79,6 +80,11 @@ class Guard(NamedTuple):
         bad_batch: int32; its batch index within its epoch, or -1.
         bad_grads: bool ``(leaves,)``; which gradient leaves were non-finite there.
         bad_loss: float32; the batch's loss there.
+        bad_update: bool ``(leaves,)``; which params the update would have made
+            non-finite there (from finite gradients: an overflowing learning rate, an
+            optimizer dividing by zero).
+        bad_state: bool; the update would have made the optimizer or model state
+            non-finite there.
     """
 
     halted: jax.Array
@@ -87,6 +93,8 @@ class Guard(NamedTuple):
     bad_batch: jax.Array
     bad_grads: jax.Array
     bad_loss: jax.Array
+    bad_update: jax.Array
+    bad_state: jax.Array
 
 
 def new_guard(params: Params) -> Guard:
@@ -104,6 +112,8 @@ def new_guard(params: Params) -> Guard:
         bad_batch=jnp.full((), -1, jnp.int32),
         bad_grads=jnp.zeros((leaves,), bool),
         bad_loss=jnp.zeros((), jnp.float32),
+        bad_update=jnp.zeros((leaves,), bool),
+        bad_state=jnp.zeros((), bool),
     )
 
 
@@ -158,11 +168,23 @@ def nonfinite_error(
     step, batch, loss = int(guard.bad_step), int(guard.bad_batch), float(guard.bad_loss)
     paths = leaf_paths(state.params)
     bad = [p for p, b in zip(paths, np.asarray(guard.bad_grads), strict=True) if b]
+    bad_update = [p for p, b in zip(paths, np.asarray(guard.bad_update), strict=True) if b]
     if bad:
         more = f" (and {len(bad) - 1} more of the {len(paths)})" if len(bad) > 1 else ""
         what = f"the first non-finite gradient is at {bad[0]!r}{more}"
-    else:
+    elif not np.isfinite(loss):
         what = "the loss is non-finite (the gradients are finite)"
+    elif bad_update:
+        what = (
+            "the loss and gradients are finite, but the update would make the params "
+            f"non-finite, first at {bad_update[0]!r} (a learning rate or optimizer "
+            "setting that overflows, or divides by zero)"
+        )
+    else:
+        what = (
+            "the loss and gradients are finite, but the update would make the optimizer "
+            "or model state non-finite"
+        )
     message = (
         f"{where}: non-finite values in epoch {epoch + 1}/{epochs} (index {epoch}), batch "
         f"{batch}, step {step}: {what}; the batch loss was {loss}. That update and any "

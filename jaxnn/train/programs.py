@@ -228,19 +228,22 @@ def programs(
         mask: jax.Array,
         key: PRNGKey,
     ) -> tuple[TrainState, Guard, Sums]:
-        """One update, applied only if its loss and gradients are finite.
+        """One update, applied only if its loss, its gradients and the state it
+        makes (params, optimizer state, model state) are all finite.
 
         Under ``"raise"`` the first bad step also freezes every later update (the
         guard is ``halted``), so the state stays the last finite one; under
         ``"skip"`` a bad step is counted and training goes on. Either way the
         first bad step is recorded, and a step not applied adds nothing to the logs.
-        The update runs under ``lax.cond`` rather than being computed and then
-        selected with ``where``: on a small network selecting every leaf of the
-        state costs more than the step itself.
+        The kept state is chosen by ``lax.cond`` rather than by ``where`` on every
+        leaf, which on a small network costs more than the step itself.
         """
         grads, model_state, sums = gradients(state, x, y, weight, mask, key)
         grads_ok = finite_leaves(grads)
-        ok = jnp.isfinite(sums["loss"]) & jnp.all(grads_ok)
+        new_state = apply_gradients(state, grads, model_state)
+        update_ok = finite_leaves(new_state.params)
+        state_ok = jnp.all(finite_leaves((new_state.opt_state, new_state.model_state)))
+        ok = jnp.isfinite(sums["loss"]) & jnp.all(grads_ok) & jnp.all(update_ok) & state_ok
         first = ~ok & (guard.bad_step < 0)
         mean_loss = sums["loss"] / jnp.maximum(sums["_weight"], tiny)
         new_guard = Guard(
@@ -250,10 +253,12 @@ def programs(
             bad_batch=jnp.where(first, batch, guard.bad_batch),
             bad_grads=jnp.where(first, ~grads_ok, guard.bad_grads),
             bad_loss=jnp.where(first, mean_loss, guard.bad_loss),
+            bad_update=jnp.where(first, ~update_ok, guard.bad_update),
+            bad_state=jnp.where(first, ~state_ok, guard.bad_state),
         )
         state, sums = jax.lax.cond(
             ok & ~guard.halted,
-            lambda: (apply_gradients(state, grads, model_state), sums),
+            lambda: (new_state, sums),
             lambda: (state, jax.tree.map(jnp.zeros_like, sums)),
         )
         return state, new_guard, sums
