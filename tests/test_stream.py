@@ -41,16 +41,18 @@ def assert_bit_identical(a, b):
         np.testing.assert_array_equal(p, q)
 
 
-@pytest.mark.parametrize("k", [1, 3, 7])
-def test_a_stream_equals_the_in_memory_path_bit_for_bit(setup, k):
+@pytest.mark.parametrize(
+    "k, on_nonfinite", [(1, "raise"), (3, "raise"), (7, "raise"), (3, "ignore")]
+)
+def test_a_stream_equals_the_in_memory_path_bit_for_bit(setup, k, on_nonfinite):
     """Same batches, same order: identical params, BatchNorm statistics, optimizer
-    state, step and key, with dropout and a short last batch, for any chunk size."""
+    state, step and key, with dropout and a short last batch, for any chunk size,
+    guarded or not."""
     trainer, state, x, y = setup
-    memory, memory_history = trainer.fit(
-        state, x, y, epochs=2, batch_size=BATCH, shuffle=False, verbose=0
-    )
+    fit = dict(epochs=2, verbose=0, on_nonfinite=on_nonfinite)
+    memory, memory_history = trainer.fit(state, x, y, batch_size=BATCH, shuffle=False, **fit)
     streamed, history = trainer.fit(
-        state, lambda: batches(x, y), None, epochs=2, steps_per_execution=k, verbose=0
+        state, lambda: batches(x, y), None, steps_per_execution=k, **fit
     )
     assert_bit_identical(memory, streamed)
     for name in memory_history:

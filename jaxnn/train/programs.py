@@ -150,6 +150,11 @@ def programs(
         (2, ['loss'])
     """
     tiny = jnp.finfo(jnp.float32).tiny
+    # A step is fenced off from the program around it, so that XLA compiles its
+    # arithmetic the same way inside the epoch program (batches gathered from arrays)
+    # and inside a streamed chunk (batches sliced from a stack): the two then give
+    # bit-identical params for the same batches.
+    isolate = jax.lax.optimization_barrier
     constrain = (lambda tree: tree) if parallel is None else parallel.constrain_batch
 
     def init(key: PRNGKey, spec: Any) -> TrainState:
@@ -214,8 +219,9 @@ def programs(
     def step(
         state: TrainState, x: Any, y: Any, weight: jax.Array, mask: jax.Array, key: PRNGKey
     ) -> tuple[TrainState, Sums]:
+        state, x, y, weight, mask = isolate((state, x, y, weight, mask))
         grads, model_state, sums = gradients(state, x, y, weight, mask, key)
-        return apply_gradients(state, grads, model_state), sums
+        return isolate((apply_gradients(state, grads, model_state), sums))
 
     def guarded_step(
         state: TrainState,
@@ -238,9 +244,10 @@ def programs(
         The kept state is chosen by ``lax.cond`` rather than by ``where`` on every
         leaf, which on a small network costs more than the step itself.
         """
+        state, x, y, weight, mask = isolate((state, x, y, weight, mask))
         grads, model_state, sums = gradients(state, x, y, weight, mask, key)
         grads_ok = finite_leaves(grads)
-        new_state = apply_gradients(state, grads, model_state)
+        new_state = isolate(apply_gradients(state, grads, model_state))
         update_ok = finite_leaves(new_state.params)
         state_ok = jnp.all(finite_leaves((new_state.opt_state, new_state.model_state)))
         ok = jnp.isfinite(sums["loss"]) & jnp.all(grads_ok) & jnp.all(update_ok) & state_ok
