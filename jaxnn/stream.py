@@ -32,6 +32,7 @@ from jaxnn._checks import check_positive_int
 
 __all__ = [
     "Chunk",
+    "InFlight",
     "Position",
     "chunks",
     "epoch_batches",
@@ -216,8 +217,10 @@ def steps_per_chunk(batch_bytes: int, given: int | None) -> int:
     """``k``, the steps per compiled dispatch: ``given``, or chosen from the batch size.
 
     Small batches are bound by the per-dispatch cost (tens of microseconds on a
-    CPU), so they get many steps per chunk; large ones few, so that a chunk (and the
-    2 prefetched) stay within about 64 MiB of host and device memory.
+    CPU), so they get many steps per chunk; large ones few, so that a chunk holds at
+    most about 64 MiB. About five chunks are alive at a time (one being stacked, two
+    prefetched, two running: :class:`InFlight`), so streaming needs a few hundred
+    MiB of host and device memory at most, whatever the size of the data.
 
     Example:
         >>> steps_per_chunk(4 * 10 * 5, None), steps_per_chunk(4 * 256 * 784, None)
@@ -384,6 +387,34 @@ def _stack(pending: list[tuple], k: int) -> Chunk:
         jax.tree.map(lambda *a: np.stack(a), *part) for part in zip(*pending, strict=True)
     )
     return Chunk(x, y, w, mask, steps)
+
+
+class InFlight:
+    """Bounds how many dispatched chunks may still be running.
+
+    JAX dispatches asynchronously, so a host loop can run far ahead of the device,
+    each chunk it dispatched keeping its input buffers alive. :meth:`add` records a
+    chunk's output and waits for the one ``depth`` dispatches back, so at most
+    ``depth`` chunks are in flight (plus the prefetched ones), and memory does not
+    grow with the steps per chunk.
+
+    Example:
+        >>> bound = InFlight(depth=2)
+        >>> for i in range(5):
+        ...     bound.add(jax.numpy.ones(3) * i)
+        >>> len(bound.outputs)
+        2
+    """
+
+    def __init__(self, depth: int = 2):
+        self.depth = check_positive_int("InFlight", "depth", depth)
+        self.outputs: list[Any] = []
+
+    def add(self, output: Any) -> None:
+        """Records a dispatched chunk's output; waits for the oldest beyond ``depth``."""
+        self.outputs.append(output)
+        if len(self.outputs) > self.depth:
+            jax.block_until_ready(self.outputs.pop(0))
 
 
 def prefetch(items: Iterable[Any], put: Callable[[Any], Any], depth: int = 2) -> Iterator[Any]:

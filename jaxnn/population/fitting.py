@@ -18,11 +18,12 @@ import numpy as np
 
 from jaxnn import data as data_lib
 from jaxnn import stream as stream_lib
-from jaxnn._checks import check_choice, check_positive_int
+from jaxnn._checks import check_bool, check_choice, check_positive_int
 from jaxnn.data import Data
-from jaxnn.population.build import num_members
+from jaxnn.population.build import check_trainer, num_members
 from jaxnn.population.strategy import check_strategy, over_members
 from jaxnn.train import EarlyStopping, History, Trainer, TrainState, finish, stopping_rule
+from jaxnn.train.callbacks import check_monitors
 from jaxnn.train.guard import finite_leaves
 from jaxnn.train.progress import Progress, check_verbose
 
@@ -253,10 +254,12 @@ def _stream_runner(
         keys = jax.vmap(lambda key: jax.random.split(key, 3))(carry.state.key)
         states, total, start = carry.state, None, 0
         chunks = stream_lib.chunks(where, batches, k, steps=steps)
+        in_flight = stream_lib.InFlight()
         for arrays in stream_lib.prefetch(chunks, lambda c: jax.device_put(c[:4])):
             states, sums = _stream_chunk_jit(
                 trainer, states, keys[:, 2], arrays, jnp.int32(start), **settings
             )
+            in_flight.add(sums)
             total = sums if total is None else jax.tree.map(jnp.add, total, sums)
             start += k
         states = states._replace(key=keys[:, 0])
@@ -363,6 +366,7 @@ def fit(
         (16, 5)
     """
     where = "population.fit"
+    check_trainer(where, trainer)
     n = num_members(states)
     chunk_size = check_strategy(strategy, chunk_size, n)
     if on_nonfinite == "continue":
@@ -374,7 +378,11 @@ def fit(
     stopping = _stopping(early_stopping)
     verbose = check_verbose(where, verbose)
     batch_size = data_lib.check_batch_size(where, batch_size)
-    epochs = check_positive_int(where, "epochs", epochs, minimum=0)
+    # The epoch counter inside the program is an int32.
+    epochs = check_positive_int(where, "epochs", epochs, minimum=0, maximum=2**31 - 1)
+    shuffle = check_bool(where, "shuffle", shuffle)
+    member_data = check_bool(where, "member_data", member_data)
+    validation_split = data_lib.check_validation_split(where, validation_split)
 
     streamed = stream_lib.is_stream(x)
     if streamed:
@@ -399,16 +407,35 @@ def fit(
         data, examples = _data(where, x, y, sample_weight, member_data, n)
     val = None
     if validation_data is not None:
+        data_lib.check_validation_data(where, validation_data)
         xv, yv, *wv = validation_data
         val, _ = _data(where, xv, yv, wv[0] if wv else None, member_data, n)
     elif validation_split and not streamed:
         axis = 1 if member_data else 0
-        data, val, _ = data_lib.split_validation(where, data, examples, validation_split, axis=axis)
+        data, val, examples = data_lib.split_validation(
+            where, data, examples, validation_split, axis=axis
+        )
+    for checked in (None if streamed else data, val):
+        data_lib.check_target_values(
+            where,
+            trainer.loss,
+            trainer.model,
+            states.params,
+            states.model_state,
+            checked,
+            stacked=True,
+            member_data=member_data,
+        )
+    if not streamed:
+        # A batch never outgrows the data: a padded batch of 2**40 rows is no help.
+        batch_size = min(batch_size, examples)
     if stopping is not None and stopping.monitor.startswith("val_") and val is None:
         raise ValueError(
             f"{where}: early_stopping monitors {stopping.monitor!r} but there is no validation "
             "data; pass validation_data or validation_split, or monitor 'loss'."
         )
+    if stopping is not None:
+        check_monitors(where, [early_stopping], trainer.log_names(validation=val is not None))
 
     rule = None if stopping is None else stopping_rule(*stopping[1:4])
     carry = _Carry(
