@@ -74,6 +74,26 @@ class _Permutation:
         return out.astype(np.int64)
 
 
+def _check_shard(where: str, shard: Any) -> tuple[int, int]:
+    """``(index, count)`` from ``None``, ``"process"`` or a pair of ints."""
+    if shard is None:
+        return 0, 1
+    if isinstance(shard, str) and shard == "process":
+        return jax.process_index(), jax.process_count()
+    if (
+        isinstance(shard, (tuple, list))
+        and len(shard) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in shard)
+        and shard[1] >= 1
+        and 0 <= shard[0] < shard[1]
+    ):
+        return int(shard[0]), int(shard[1])
+    raise ValueError(
+        f"{where}: shard must be None, 'process', or (index, count) with 0 <= index < "
+        f"count, got {shard!r}. In process i of n, pass shard=(i, n) or shard='process'."
+    )
+
+
 def _is_blocks(shuffle: Any) -> bool:
     return isinstance(shuffle, str) and shuffle == "blocks"
 
@@ -208,15 +228,24 @@ class ArrayStream:
         drop_remainder: leave out the last, short batch (its examples change from
             epoch to epoch when shuffled).
         block_size: with ``shuffle="blocks"``, the rows per contiguous block
-            (default ``batch_size``).
+            (default: the global batch, ``batch_size`` times the shard count).
         window: with ``shuffle="blocks"``, the blocks whose rows are mixed
             (default 16).
+        shard: ``(index, count)``: this reader's part of each batch when ``count``
+            readers (processes) share the data, or ``"process"`` for
+            ``(jax.process_index(), jax.process_count())``. The epoch's order is cut
+            into global batches of ``batch_size * count`` examples, and shard
+            ``index`` reads examples ``index * batch_size`` to ``(index + 1) *
+            batch_size`` of each, so every reader reads only its rows and all run
+            the same number of steps; with ``count > 1`` a last global batch short
+            of ``batch_size * count`` is left out. ``None``: one reader.
 
     Raises:
         ValueError: for a missing or empty array, arrays of different lengths, a
             scalar, non-numeric data, weights that are not ``(n,)``, a bad
-            ``batch_size``, ``shuffle``, ``seed``, ``block_size`` or ``window``, or
-            ``drop_remainder`` with fewer examples than one batch.
+            ``batch_size``, ``shuffle``, ``seed``, ``block_size``, ``window`` or
+            ``shard``, or ``drop_remainder`` (or shards) with fewer examples than one
+            (global) batch.
 
     Example:
         >>> import os, tempfile
@@ -248,6 +277,7 @@ class ArrayStream:
         drop_remainder: bool = False,
         block_size: int | None = None,
         window: int | None = None,
+        shard: tuple[int, int] | str | None = None,
     ):
         where = "ArrayStream"
         for name, value in (("x", x), ("y", y)):
@@ -273,10 +303,19 @@ class ArrayStream:
                 f"{where}: block_size and window are for shuffle='blocks', got "
                 f"shuffle={shuffle!r}. Pass shuffle='blocks', or drop them."
             )
+        self.shard = _check_shard(where, shard)
+        global_batch = self.batch_size * self.shard[1]  # the order does not depend on shards
         self.block_size = check_positive_int(
-            where, "block_size", self.batch_size if block_size is None else block_size
+            where, "block_size", global_batch if block_size is None else block_size
         )
         self.window = check_positive_int(where, "window", 16 if window is None else window)
+        if self.shard[1] > 1 and self.n < self.batch_size * self.shard[1]:
+            raise ValueError(
+                f"{where}: {self.n} examples make no full global batch of batch_size * "
+                f"{self.shard[1]} shards = {self.batch_size * self.shard[1]}; every shard "
+                "must run the same steps, so the short one is left out and the epoch "
+                "would be empty. Lower batch_size."
+            )
         if self.drop_remainder and self.n < self.batch_size:
             raise ValueError(
                 f"{where}: {self.n} examples make no full batch of batch_size="
@@ -285,7 +324,9 @@ class ArrayStream:
             )
 
     def __len__(self) -> int:
-        """Batches per epoch."""
+        """Batches per epoch (of this shard)."""
+        if self.shard[1] > 1:
+            return self.n // (self.batch_size * self.shard[1])
         if self.drop_remainder:
             return self.n // self.batch_size
         return -(-self.n // self.batch_size)
@@ -296,7 +337,7 @@ class ArrayStream:
     def __repr__(self) -> str:
         return (
             f"ArrayStream(n={self.n}, batch_size={self.batch_size}, shuffle={self.shuffle!r}, "
-            f"seed={self.seed}, drop_remainder={self.drop_remainder})"
+            f"seed={self.seed}, drop_remainder={self.drop_remainder}, shard={self.shard})"
         )
 
     def order(self, epoch: int, positions: Any) -> np.ndarray:
@@ -375,22 +416,27 @@ class ArrayStream:
 
     def _batches(self, epoch: int) -> Iterator[tuple]:
         parts = [self.x, self.y] + ([self.sample_weight] if self.sample_weight is not None else [])
-        size, end = self.batch_size, len(self) * self.batch_size
+        size, (index, count) = self.batch_size, self.shard
         span = size * max(1, _SPAN // size)  # positions ordered at once: fewer NumPy calls
         order, window = None, {}
         with _Reader([leaf for part in parts for leaf in _leaves(part)]) as reader:
-            for start in range(0, end, size):
+            for batch_index in range(len(self)):
+                start = (batch_index * count + index) * size  # this shard's rows
                 positions = np.arange(start, min(start + size, self.n))
                 if self.shuffle == "blocks":
                     batch = self._from_windows(epoch, positions, parts, reader, window)
                 else:
                     rows, sort = positions, None
-                    if self.shuffle:
+                    if self.shuffle and count > 1:
+                        rows = self.order(epoch, positions)
+                        sort = np.argsort(rows)
+                        rows = rows[sort]
+                    elif self.shuffle:
                         if start % span == 0:
                             order = self.order(epoch, np.arange(start, min(start + span, self.n)))
-                        index = order[start % span : start % span + len(positions)]
-                        sort = np.argsort(index)
-                        rows = index[sort]
+                        rows = order[start % span : start % span + len(positions)]
+                        sort = np.argsort(rows)
+                        rows = rows[sort]
                     batch = tuple(
                         _map(lambda a, r=rows, s=sort: reader.rows(a, r, s), p) for p in parts
                     )

@@ -299,9 +299,9 @@ PROCESS = textwrap.dedent(
                                  validation_split=0.2)
     predictions = np.asarray(trainer.predict(state, x, batch_size=16))
 
-    # Streamed: each process yields only its own 6 rows of every 12-row batch.
-    own = lambda: ((x[i + 6 * process : i + 6 * process + 6],
-                    y[i + 6 * process : i + 6 * process + 6]) for i in range(0, 36, 12))
+    # Streamed: each process reads only its own 6 rows of every 12-row batch.
+    own = nn.ArrayStream(x[:36], y[:36], batch_size=6, shuffle=False, shard="process")
+    assert own.shard == (process, 2) and len(own) == 3
     try:
         trainer.fit(state, own, None, verbose=0)
         raise AssertionError("a stream without steps_per_epoch was accepted")

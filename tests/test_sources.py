@@ -213,7 +213,7 @@ def test_len_iter_and_repr():
     assert len(stream) == 3
     assert [b[1].tolist() for b in stream] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     assert repr(stream) == (
-        "ArrayStream(n=10, batch_size=4, shuffle=False, seed=0, drop_remainder=False)"
+        "ArrayStream(n=10, batch_size=4, shuffle=False, seed=0, drop_remainder=False, shard=(0, 1))"
     )
     assert nn.stream.is_stream(stream)
 
@@ -261,3 +261,25 @@ def test_bad_epochs_and_truncated_files(tmp_path):
         OSError, match=r"x.npy ended after \d+ of \d+ bytes at row \d+; the file is shorter"
     ):
         list(stream.iter_epoch(0))
+
+
+@pytest.mark.parametrize("shuffle", [True, False, "blocks"])
+def test_shards_read_their_parts_of_each_global_batch(shuffle):
+    """Three shards' batches, side by side, are the global batches of one reader with
+    three times the batch size; the short global batch is left out."""
+    x = np.arange(50, dtype=np.float32)[:, None]
+    y = np.arange(50)
+    whole = nn.ArrayStream(x, y, batch_size=12, shuffle=shuffle, seed=3, drop_remainder=True)
+    shards = [
+        nn.ArrayStream(x, y, batch_size=4, shuffle=shuffle, seed=3, shard=(i, 3)) for i in range(3)
+    ]
+    assert [len(s) for s in shards] == [4, 4, 4] == [len(whole)] * 3
+    for epoch in (0, 1):
+        parts = [list(s.iter_epoch(epoch)) for s in shards]
+        for b, (_, expected) in enumerate(whole.iter_epoch(epoch)):
+            np.testing.assert_array_equal(np.concatenate([p[b][1] for p in parts]), expected)
+    assert nn.ArrayStream(x, y, shard="process").shard == (0, 1)
+    with pytest.raises(ValueError, match=r"shard must be None, 'process', or \(index, count\)"):
+        nn.ArrayStream(x, y, shard=(3, 3))
+    with pytest.raises(ValueError, match=r"50 examples make no full global batch of batch_size"):
+        nn.ArrayStream(x, y, batch_size=20, shard=(0, 3))
