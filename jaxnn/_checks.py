@@ -11,26 +11,41 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 T = TypeVar("T")
 
 __all__ = [
     "bind_options",
+    "check_bool",
     "check_choice",
+    "check_directory",
+    "check_key",
     "check_options",
     "check_positive_int",
+    "did_you_mean",
     "higher_is_better",
     "lookup",
     "resolve_mode",
 ]
 
 
-def _did_you_mean(given: str, known: Iterable[str]) -> str:
-    """``" Did you mean 'a', 'b'?"`` for up to three close matches, else ``""``."""
+def did_you_mean(given: str, known: Iterable[str]) -> str:
+    """``" Did you mean 'a', 'b'?"`` for up to three close matches, else ``""``.
+
+    The one place that guesses what a misspelled name meant, for every message that
+    names the valid choices.
+
+    Example:
+        >>> did_you_mean("los", ["loss", "accuracy"])
+        " Did you mean 'loss'?"
+    """
     close = difflib.get_close_matches(given, list(known), n=3)
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
@@ -70,7 +85,7 @@ def lookup(kind: str, name: str, table: Mapping[str, T], alternative: str) -> T:
         return table[key]
     known = ", ".join(repr(k) for k in sorted(table))
     raise ValueError(
-        f"unknown {kind} {name!r}.{_did_you_mean(key, table)} Known names: {known}; "
+        f"unknown {kind} {name!r}.{did_you_mean(key, table)} Known names: {known}; "
         f"or {alternative}."
     )
 
@@ -103,7 +118,7 @@ def check_options(
     if unknown:
         takes = f"its {what}s are {known}" if known else f"it takes no {what}s"
         raise ValueError(
-            f"{where} has no {what} {unknown[0]!r}; {takes}.{_did_you_mean(unknown[0], known)}"
+            f"{where} has no {what} {unknown[0]!r}; {takes}.{did_you_mean(unknown[0], known)}"
         )
 
 
@@ -169,24 +184,32 @@ def bind_options(
     return functools.partial(fn, **options)
 
 
-def check_positive_int(where: str, what: str, value: Any, *, minimum: int = 1) -> int:
+_INT64_MAX = 2**63 - 1
+
+
+def check_positive_int(
+    where: str, what: str, value: Any, *, minimum: int = 1, maximum: int = _INT64_MAX
+) -> int:
     """``value`` as an ``int`` if it is an integer ``>= minimum``; else a ``ValueError``.
 
     ``bool`` is refused (``True`` is an ``int`` to Python, never a count to a user).
-    With ``minimum=0`` it checks a non-negative count.
+    With ``minimum=0`` it checks a non-negative count. A count above ``maximum``
+    (by default the largest int64, past which no array size or loop counter of JAX
+    goes) is refused too.
 
     Args:
         where: who checks, for the message (``"Trainer.fit"``).
         what: the argument's name (``"batch_size"``).
         value: the value given; a Python or NumPy integer.
         minimum: the smallest value allowed.
+        maximum: the largest value allowed.
 
     Returns:
         ``value`` as a Python ``int``.
 
     Raises:
         ValueError: if ``value`` is not an integer (a ``bool``, a float, a string)
-            or is below ``minimum``.
+            or is below ``minimum`` or above ``maximum``.
 
     Example:
         >>> check_positive_int("Trainer.fit", "batch_size", 32)
@@ -200,7 +223,31 @@ def check_positive_int(where: str, what: str, value: Any, *, minimum: int = 1) -
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         kind = {0: "a non-negative int", 1: "a positive int"}.get(minimum, f"an int >= {minimum}")
         raise ValueError(f"{where}: {what} must be {kind}, got {value!r}.")
+    if value > maximum:
+        limit = "2**63 - 1, the largest int64" if maximum == _INT64_MAX else str(maximum)
+        raise ValueError(f"{where}: {what} must be at most {limit}, got {value!r}.")
     return int(value)
+
+
+def check_bool(where: str, what: str, value: Any) -> bool:
+    """``value`` as a ``bool`` if it is ``True`` or ``False`` (Python's or NumPy's);
+    else a ``TypeError``. A switch given ``"no"`` or ``0.5`` would otherwise read as
+    on, silently.
+
+    Example:
+        >>> check_bool("Trainer.fit", "shuffle", False)
+        False
+        >>> try:
+        ...     check_bool("Trainer.fit", "shuffle", "no")
+        ... except TypeError as e:
+        ...     print(e)
+        Trainer.fit: shuffle must be True or False, got 'no'.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else f"a {type(value).__name__}"
+        raise TypeError(f"{where}: {what} must be True or False, got {shown}.")
+    return bool(value)
 
 
 def check_choice(where: str, what: str, value: Any, choices: Iterable[Any]) -> Any:
@@ -234,6 +281,98 @@ def check_choice(where: str, what: str, value: Any, choices: Iterable[Any]) -> A
         return value
     listed = ", ".join(repr(c) for c in choices)
     raise ValueError(f"{where}: {what} must be one of {listed}; got {value!r}.")
+
+
+def check_key(where: str, what: str, key: Any) -> Any:
+    """``key`` if it is one JAX random key; else a ``TypeError`` (a ``ValueError`` for
+    an array of several keys).
+
+    A key is a typed key (``jax.random.key(seed)``) of shape ``()``, or a raw
+    ``uint32`` key of shape ``(2,)`` (``jax.random.PRNGKey(seed)``).
+
+    Args:
+        where: who checks, for the message (``"population.init"``).
+        what: the argument's name (``"key"``).
+        key: the value given.
+
+    Returns:
+        ``key``.
+
+    Raises:
+        TypeError: if ``key`` is not a key (a seed, ``None``, a NumPy array).
+        ValueError: for an array of several keys.
+
+    Example:
+        >>> _ = check_key("population.init", "key", jax.random.key(0))
+        >>> try:
+        ...     check_key("population.init", "key", 0)
+        ... except TypeError as e:
+        ...     print(e)
+        population.init: key must be a jax.random.key, got int 0. Use jax.random.key(seed).
+    """
+    if isinstance(key, jax.Array):
+        if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+            if key.shape == ():
+                return key
+            raise ValueError(
+                f"{where}: {what} must be one random key, got an array of keys of shape "
+                f"{key.shape}. Pass jax.random.key(seed), or one of those keys."
+            )
+        if key.dtype == jnp.uint32 and key.shape == (2,):
+            return key
+        got = f"an array of dtype {key.dtype} and shape {key.shape}"
+    else:
+        shown = repr(key)
+        got = f"{type(key).__name__} {shown if len(shown) <= 40 else shown[:37] + '...'}"
+    raise TypeError(
+        f"{where}: {what} must be a jax.random.key, got {got}. Use jax.random.key(seed)."
+    )
+
+
+def check_directory(where: str, what: str, path: Any) -> str:
+    """``path`` as a string if it names a directory or nothing yet; else a ``ValueError``.
+
+    For arguments that name a directory to be created or written into: an existing
+    regular file (or anything else that is not a directory) there would fail later,
+    deep in the first save.
+
+    Args:
+        where: who checks, for the message (``"Trainer.fit"``).
+        what: the argument's name (``"checkpoint"``).
+        path: a ``str`` or ``os.PathLike``.
+
+    Returns:
+        ``os.fspath(path)``.
+
+    Raises:
+        ValueError: if ``path`` is empty, or something that is not a directory
+            exists there.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     check_directory("Trainer.fit", "checkpoint", tmp) == tmp
+        True
+        >>> with tempfile.NamedTemporaryFile() as f:
+        ...     try:
+        ...         check_directory("Trainer.fit", "checkpoint", f.name)
+        ...     except ValueError as e:
+        ...         print(str(e).replace(repr(f.name), "'run.txt'"))
+        Trainer.fit: checkpoint directory 'run.txt' is an existing file, not a directory; \
+pass a directory (it is created if missing), or move the file away.
+    """
+    path = os.fspath(path)
+    if not path:
+        raise ValueError(
+            f"{where}: {what} directory is the empty path; name a directory (it is created "
+            "if missing)."
+        )
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(
+            f"{where}: {what} directory {path!r} is an existing file, not a directory; pass "
+            "a directory (it is created if missing), or move the file away."
+        )
+    return path
 
 
 _HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1")

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import activations
-from jaxnn._checks import lookup
+from jaxnn._checks import check_key, lookup
 from jaxnn._types import ApplyFn, InitFn, Params, PRNGKey, Spec, State
 
 __all__ = [
@@ -246,6 +246,9 @@ def child_key(key: PRNGKey | None, name: str) -> PRNGKey | None:
     Returns:
         ``fold_in(key, name_hash(name))``, or ``None`` when ``key`` is ``None``.
 
+    Raises:
+        TypeError: if ``key`` is not a JAX random key (a seed, say).
+
     Example:
         >>> import jax
         >>> k = jax.random.key(0)
@@ -255,10 +258,13 @@ def child_key(key: PRNGKey | None, name: str) -> PRNGKey | None:
     """
     if key is None:
         return None
+    # Every layer's init reaches its keys through here: a seed or an array that is no
+    # key fails with the fix, not deep inside jax.random.
+    check_key("Layer.init", "key", key)
     return jax.random.fold_in(key, name_hash(name))
 
 
-def spec_of(x: Any) -> Spec:
+def spec_of(x: Any, where: str | None = None) -> Spec:
     """The ``jax.ShapeDtypeStruct`` pytree describing ``x`` (arrays, specs, NumPy data).
 
     Only shapes and dtypes are kept (not shardings), and no data is copied.
@@ -267,12 +273,16 @@ def spec_of(x: Any) -> Spec:
         x: a pytree whose leaves are JAX or NumPy arrays, ``jax.ShapeDtypeStruct``, or
             anything ``np.asarray`` accepts, such as Python numbers. A Python list is
             a pytree node, not an array: each of its elements gets its own spec.
+        where: the entry point, for messages (``"population.init"``).
 
     Returns:
         The same structure with every leaf replaced by its
         ``jax.ShapeDtypeStruct(shape, dtype)``; specs are returned as they are and
         ``None`` stays ``None``. A leaf read with ``np.asarray`` keeps NumPy's dtype,
         so a Python float becomes float64.
+
+    Raises:
+        ValueError: for a leaf of strings, Python objects or dates.
 
     Example:
         >>> import numpy as np
@@ -288,6 +298,16 @@ def spec_of(x: Any) -> Spec:
             return leaf
         if not hasattr(leaf, "shape") or not hasattr(leaf, "dtype"):
             leaf = np.asarray(leaf)
+        if isinstance(leaf.dtype, np.dtype) and leaf.dtype.kind in "OSUMm":
+            # Strings, objects and dates: no layer computes with them, and a spec of
+            # them would fail (or pass, untouched) deep inside a trace.
+            prefix = f"{where}: " if where else ""
+            raise ValueError(
+                f"{prefix}expected numeric arrays (float, int or bool) or "
+                f"jax.ShapeDtypeStruct specs of them, got an array of dtype {leaf.dtype} "
+                f"and shape {tuple(leaf.shape)}. Encode strings or categories as integer "
+                "ids (for an Embedding) or one-hot floats first."
+            )
         return jax.ShapeDtypeStruct(tuple(leaf.shape), leaf.dtype)
 
     return jax.tree.map(one, x)

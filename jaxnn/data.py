@@ -21,12 +21,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn._checks import check_positive_int
-from jaxnn._types import PRNGKey
+from jaxnn._types import Params, PRNGKey, State
+from jaxnn.core import Layer, output_spec
 
 __all__ = [
     "Data",
     "batch_indices",
     "check_batch_size",
+    "check_target_values",
+    "check_validation_data",
+    "check_validation_split",
     "num_examples",
     "prepare",
     "prepare_members",
@@ -80,26 +84,75 @@ def num_examples(where: str, what: str, tree: Any) -> int:
     return sizes.pop()
 
 
+def _rows(rows: np.ndarray) -> str:
+    """``"1, 4, 7, ..."``: the first five row numbers, for messages."""
+    return ", ".join(str(r) for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+
+
+def _check_dtype(where: str, what: str, dtype: Any) -> None:
+    """Refuses what no layer can compute with: strings, objects, dates, complex numbers."""
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        raise ValueError(
+            f"{where}: {what} is complex (dtype {dtype}); jaxnn's layers and losses are "
+            "real-valued and would drop the imaginary part. Pass real arrays, e.g. the "
+            "real and imaginary parts as two features: np.stack([z.real, z.imag], axis=-1)."
+        )
+    if not (jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_)):
+        raise ValueError(
+            f"{where}: {what} is not numeric (got dtype {dtype}). Pass a NumPy or JAX "
+            "array, or a list of equal-length rows of numbers (encode strings or "
+            "categories as integer ids or one-hot floats first)."
+        )
+
+
+def _narrow(where: str, what: str, arr: np.ndarray) -> np.ndarray:
+    """A 64-bit NumPy array in the dtype JAX computes in (32-bit unless 64-bit mode is
+    on), refused where a value would not survive the cast: an integer outside the
+    narrow type's range wraps, and a finite float64 beyond float32's range becomes Inf."""
+    target = np.dtype(jax.dtypes.canonicalize_dtype(arr.dtype))
+    if target == arr.dtype or not arr.size:
+        return arr
+    flat = arr.reshape(arr.shape[0], -1) if arr.ndim else arr.reshape(1, 1)
+    if jnp.issubdtype(arr.dtype, jnp.integer):
+        info = np.iinfo(target)
+        bad = ((flat < info.min) | (flat > info.max)).any(axis=1)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            raise ValueError(
+                f"{where}: {what} has {arr.dtype} values outside the {target} range "
+                f"[{info.min}, {info.max}] in {len(rows)} row(s): {_rows(rows)} (from "
+                f"{flat.min()} to {flat.max()}); JAX computes in {target} unless 64-bit mode "
+                "is on, and they would wrap around. Rescale them or pass floats, or "
+                "enable jax.config.update('jax_enable_x64', True)."
+            )
+    elif jnp.issubdtype(arr.dtype, jnp.floating):
+        big = np.finfo(target).max
+        bad = (np.isfinite(flat) & (np.abs(flat) > big)).any(axis=1)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            raise ValueError(
+                f"{where}: {what} has finite {arr.dtype} values that overflow {target} "
+                f"(largest magnitude {np.abs(flat[bad]).max():.3g} > {big:.3g}) in "
+                f"{len(rows)} row(s): {_rows(rows)}; JAX computes in {target} unless "
+                "64-bit mode is on, where they would become Inf. Rescale them (e.g. "
+                "standardise the features), or enable "
+                "jax.config.update('jax_enable_x64', True)."
+            )
+    return arr.astype(target)
+
+
 def _to_array(where: str, what: str, a: Any) -> jax.Array:
     if isinstance(a, jax.Array):
         arr = a
     else:
         try:
             arr = np.asarray(a)
-        except ValueError as e:
+        except (TypeError, ValueError) as e:
             raise ValueError(
-                f"{where}: {what} could not be read as an array ({e}). Pass a NumPy or "
-                "JAX array, or a list of equal-length rows."
+                f"{where}: {what} could not be read as an array ({type(a).__name__}: {e}). "
+                "Pass a NumPy or JAX array, or a list of equal-length rows."
             ) from e
-        if arr.dtype == object:
-            raise ValueError(
-                f"{where}: {what} is not numeric (got dtype object). Pass a NumPy or "
-                "JAX array, or a list of equal-length rows of numbers."
-            )
-        if arr.dtype == np.float64 and not jax.config.jax_enable_x64:
-            arr = arr.astype(np.float32)
-        elif arr.dtype == np.int64 and not jax.config.jax_enable_x64:
-            arr = arr.astype(np.int32)
+    _check_dtype(where, what, arr.dtype)
     if jnp.issubdtype(arr.dtype, jnp.inexact) and arr.ndim and arr.size:
         # NumPy data is checked on the host; device data in one compiled call.
         finite = (
@@ -109,11 +162,12 @@ def _to_array(where: str, what: str, a: Any) -> jax.Array:
         )
         if not finite.all():
             rows = np.flatnonzero(~finite)
-            shown = ", ".join(str(r) for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
             raise ValueError(
-                f"{where}: {what} has NaN or Inf values in {len(rows)} row(s): {shown}. "
-                "Clean or drop those rows before training."
+                f"{where}: {what} has NaN or Inf values in {len(rows)} row(s): "
+                f"{_rows(rows)}. Clean or drop those rows before training."
             )
+    if isinstance(arr, np.ndarray):
+        arr = _narrow(where, what, arr)
     return jnp.asarray(arr)
 
 
@@ -136,7 +190,11 @@ def prepare(
     """Checks and converts ``x``, ``y`` and ``sample_weight`` into device arrays.
 
     float64 and int64 NumPy data become float32 and int32 (unless 64-bit mode is on),
-    as ``jnp.asarray`` would make them; NaN or Inf rows are refused.
+    as ``jnp.asarray`` would make them, but never silently: an integer outside the
+    int32 range (it would wrap) or a finite float64 beyond float32's range (it would
+    become Inf) is an error. NaN or Inf rows, complex numbers, strings and objects
+    are refused, and so are negative weights. Everything is checked once, on the
+    concrete arrays, before any compiled step.
 
     Args:
         where: the entry point, for messages (``"Trainer.fit"``).
@@ -149,8 +207,10 @@ def prepare(
         ``(data, n)``: the :class:`Data` and the number of examples.
 
     Raises:
-        ValueError: for missing or empty data, NaN or Inf values, ``x`` and ``y`` of
-            different lengths, or weights of the wrong shape.
+        ValueError: for missing or empty data, NaN or Inf values, values that do
+            not fit the 32-bit dtype JAX computes in, complex or non-numeric arrays,
+            ``x`` and ``y`` of different lengths, or weights of the wrong shape or
+            below 0.
 
     Example:
         >>> data, n = prepare("fit", [[1.0, 2.0], [3.0, 4.0]], [0, 1])
@@ -182,6 +242,14 @@ def prepare(
                 f"{where}: sample_weight has shape {tuple(weight.shape)}, expected "
                 f"({n},): one weight per example."
             )
+        negative = np.asarray(weight < 0) if weight.size else np.zeros(0, bool)
+        if negative.any():
+            rows = np.flatnonzero(negative)
+            raise ValueError(
+                f"{where}: sample_weight has negative values in {len(rows)} row(s): "
+                f"{_rows(rows)}; a weight says how much an example counts and must be "
+                ">= 0 (0 leaves the example out). Clip or drop those weights."
+            )
         weight = weight.astype(jnp.float32)
     return Data(x, y, weight), n
 
@@ -197,17 +265,49 @@ def validation(where: str, validation_data: Any) -> tuple[Data, int]:
         >>> n
         4
     """
+    check_validation_data(where, validation_data)
+    return prepare(f"{where} (validation_data)", *validation_data, need_y=True)
+
+
+def check_validation_data(where: str, validation_data: Any) -> None:
+    """Refuses ``validation_data`` that is not ``(x_val, y_val)`` or ``(x_val, y_val,
+    weights)``, before any of it is read.
+
+    Raises:
+        ValueError: naming what came.
+
+    Example:
+        >>> check_validation_data("fit", (np.zeros((4, 2)), np.ones(4)))  # fine: silent
+    """
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        length = (
+            f" of length {len(validation_data)}"
+            if isinstance(validation_data, (tuple, list))
+            else ""
+        )
         raise ValueError(
             f"{where}: validation_data must be (x_val, y_val) or (x_val, y_val, weights), "
-            f"got {type(validation_data).__name__}"
-            + (
-                f" of length {len(validation_data)}."
-                if hasattr(validation_data, "__len__")
-                else "."
-            )
+            f"got {type(validation_data).__name__}{length}."
         )
-    return prepare(f"{where} (validation_data)", *validation_data, need_y=True)
+
+
+def check_validation_split(where: str, fraction: Any) -> float:
+    """``validation_split`` as a ``float`` in ``[0, 1)``; 0 holds nothing out.
+
+    Raises:
+        ValueError: for anything but a real number in ``[0, 1)``.
+
+    Example:
+        >>> check_validation_split("fit", 0.2), check_validation_split("fit", 0)
+        (0.2, 0.0)
+    """
+    if isinstance(fraction, (bool, np.bool_)) or not isinstance(
+        fraction, (int, float, np.integer, np.floating)
+    ):
+        raise ValueError(f"{where}: validation_split must be a number, got {fraction!r}.")
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"{where}: validation_split must lie in [0, 1), got {fraction!r}.")
+    return float(fraction)
 
 
 def split_validation(
@@ -235,10 +335,7 @@ def split_validation(
         >>> m, held_out.y.tolist()
         (8, [8, 9])
     """
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
-        raise ValueError(f"{where}: validation_split must be a number, got {fraction!r}.")
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"{where}: validation_split must lie in [0, 1), got {fraction!r}.")
+    fraction = check_validation_split(where, fraction)
     held = int(n * fraction)
     if held == 0 or held == n:
         raise ValueError(
@@ -252,6 +349,61 @@ def split_validation(
         return jax.tree.map(lambda a: jax.lax.slice_in_dim(a, start, stop, axis=axis), data)
 
     return part(0, cut), part(cut, n), cut
+
+
+def check_target_values(
+    where: str,
+    loss: Any,
+    model: Layer,
+    params: Params,
+    model_state: State,
+    data: Data | None,
+    *,
+    stacked: bool = False,
+    member_data: bool = False,
+) -> None:
+    """Runs the loss's own target check (``loss.check_targets``) on the concrete
+    targets, once, before any compiled step: inside one a target outside the loss's
+    domain (a class label past the last class, a binary target of 2) could only turn
+    into NaN or a negative loss.
+
+    The model is traced for its output spec (shapes only, nothing computed) when the
+    loss has a check; a loss without one costs nothing.
+
+    Args:
+        where: the entry point, for messages.
+        loss: a :class:`~jaxnn.losses.Loss` (anything with ``check_targets``).
+        model: the model, for the predictions' spec (the number of classes).
+        params: its params; with ``stacked``, a population's ``(members, ...)``.
+        model_state: its model state, laid out as ``params``.
+        data: the checked data; ``None`` (or no targets) checks nothing.
+        stacked: whether ``params`` and ``model_state`` have a leading member axis.
+        member_data: whether ``data`` has a leading member axis.
+
+    Raises:
+        ValueError: from the loss's check.
+
+    Example:
+        >>> from jaxnn import Dense, losses
+        >>> model = Dense(3)
+        >>> params, _ = model.init(jax.random.key(0), jnp.zeros((1, 2)))
+        >>> data, _ = prepare("fit", np.zeros((2, 2)), np.array([0, 5]))
+        >>> check_target_values("fit", losses.get("sparse_categorical_crossentropy"), model,
+        ...                     params, {}, data)
+        Traceback (most recent call last):
+        ...
+        ValueError: fit: sparse_categorical_crossentropy: class labels must lie in [0, 3) \
+for predictions with 3 classes, got labels from 0 to 5. Map the labels to 0..2, or give the \
+last layer more outputs.
+    """
+    check = getattr(loss, "check_targets", None)
+    if check is None or data is None or data.y is None:
+        return
+    one = lambda a: jax.ShapeDtypeStruct(np.shape(a)[1:], a.dtype)
+    if stacked:
+        params, model_state = jax.tree.map(one, (params, model_state))
+    x = jax.tree.map(one, data.x) if member_data else data.x
+    check(where, data.y, output_spec(model, params, model_state, x))
 
 
 def check_batch_size(where: str, batch_size: Any) -> int:

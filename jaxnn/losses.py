@@ -50,6 +50,7 @@ __all__ = [
     "EPSILON",
     "Loss",
     "PerExampleFn",
+    "TargetCheck",
     "align",
     "binary_crossentropy",
     "categorical_crossentropy",
@@ -78,7 +79,15 @@ PerExampleFn = Callable[[Any, Any], jax.Array]
 
 
 def _as_array(x: ArrayLike) -> jax.Array:
-    return x if isinstance(x, jax.Array) else jnp.asarray(x)
+    if isinstance(x, jax.Array):
+        return x
+    if isinstance(x, dict):
+        raise ValueError(
+            "a built-in loss or metric takes one array of predictions and one of targets, "
+            f"got a dict with keys {sorted(map(str, x))}. For a model with several outputs "
+            "or targets, pass a function f(predictions, targets) over those dicts."
+        )
+    return jnp.asarray(x)
 
 
 def compute_dtype(x: jax.Array) -> jnp.dtype:
@@ -242,22 +251,28 @@ def sparse_targets(name: str, predictions: ArrayLike, targets: ArrayLike) -> jax
             f"{name}: targets must be integer class labels, got dtype {targets.dtype}."
         )
     if _is_concrete(targets) and targets.size:
-        host = np.asarray(targets).astype(np.float64)
-        if not np.all(np.isfinite(host) & (np.floor(host) == host)):
-            bad = host[~(np.isfinite(host) & (np.floor(host) == host))].ravel()[0]
-            raise ValueError(
-                f"{name}: targets must be integer class labels, got the value {bad}. For "
-                "one-hot or probability targets use the categorical form "
-                "(categorical_crossentropy, categorical_accuracy)."
-            )
-        lo, hi = int(host.min()), int(host.max())
-        if lo < 0 or hi >= classes:
-            raise ValueError(
-                f"{name}: class labels must lie in [0, {classes}) for predictions with "
-                f"{classes} classes, got labels from {lo} to {hi}. Map the labels to "
-                f"0..{classes - 1}, or give the last layer more outputs."
-            )
+        _check_labels(name, np.asarray(targets), classes)
     return jnp.where(valid, labels, classes)
+
+
+def _check_labels(name: str, host: np.ndarray, classes: int) -> None:
+    """Refuses concrete class labels that are fractions or outside ``[0, classes)``."""
+    host = host.astype(np.float64)
+    whole = np.isfinite(host) & (np.floor(host) == host)
+    if not np.all(whole):
+        bad = host[~whole].ravel()[0]
+        raise ValueError(
+            f"{name}: targets must be integer class labels, got the value {bad}. For "
+            "one-hot or probability targets use the categorical form "
+            "(categorical_crossentropy, categorical_accuracy)."
+        )
+    lo, hi = int(host.min()), int(host.max())
+    if lo < 0 or hi >= classes:
+        raise ValueError(
+            f"{name}: class labels must lie in [0, {classes}) for predictions with "
+            f"{classes} classes, got labels from {lo} to {hi}. Map the labels to "
+            f"0..{classes - 1}, or give the last layer more outputs."
+        )
 
 
 def per_example_mean(values: ArrayLike) -> jax.Array:
@@ -398,7 +413,9 @@ def _cce(predictions: ArrayLike, targets: ArrayLike, *, from_logits: bool = Fals
         )
     log_p = _log_probabilities(predictions, from_logits)
     t = targets.astype(log_p.dtype)
-    return per_example_mean(-jnp.sum(t * log_p, axis=-1))
+    # A class of target 0 adds nothing, even where its logit is -inf (masked out), as
+    # in the sparse form: 0 * -inf would be NaN.
+    return per_example_mean(-jnp.sum(jnp.where(t == 0, 0.0, t * log_p), axis=-1))
 
 
 def _scce(predictions: ArrayLike, targets: ArrayLike, *, from_logits: bool = False) -> jax.Array:
@@ -409,6 +426,69 @@ def _scce(predictions: ArrayLike, targets: ArrayLike, *, from_logits: bool = Fal
     # An invalid label is `classes`, past the end, which "fill" turns into NaN.
     picked = jnp.take_along_axis(log_p, labels[..., None], axis=-1, mode="fill", fill_value=jnp.nan)
     return per_example_mean(-picked[..., 0])
+
+
+# ------------------------------------------------------- target checks at the door
+
+TargetCheck = Callable[[str, Any, Any], None]
+"""``check(where, targets, predictions)``: raises a ``ValueError`` for targets the loss
+is not defined on. ``targets`` are concrete arrays; ``predictions`` is the model's
+output spec (anything with a ``shape``), for the number of classes."""
+
+
+def _host_targets(targets: Any) -> np.ndarray | None:
+    """Concrete targets on the host, or ``None`` where they cannot be read there
+    (traced, or split over processes) or are empty."""
+    if not isinstance(targets, (np.ndarray, jax.Array)) or not _is_concrete(targets):
+        return None
+    host = np.asarray(targets)
+    return host if host.size and host.dtype != object else None
+
+
+def _check_binary_targets(where: str, targets: Any, predictions: Any) -> None:
+    del predictions  # any shape: the range is the same
+    host = _host_targets(targets)
+    if host is None:
+        return
+    lo, hi = host.min(), host.max()
+    if lo < 0 or hi > 1:
+        raise ValueError(
+            f"{where}: binary_crossentropy needs targets in [0, 1] (0/1 labels or "
+            f"probabilities), got values from {lo} to {hi}; outside [0, 1] the loss "
+            "goes negative and training runs away. Map the labels to 0 and 1 (e.g. "
+            "y == positive_class); for several classes use "
+            "sparse_categorical_crossentropy."
+        )
+
+
+def _check_categorical_targets(where: str, targets: Any, predictions: Any) -> None:
+    del predictions
+    host = _host_targets(targets)
+    if host is None:
+        return
+    lo = host.min()
+    if lo < 0:
+        raise ValueError(
+            f"{where}: categorical_crossentropy needs one-hot or probability targets "
+            f"(every value >= 0), got a smallest value of {lo}; a negative target makes "
+            "the loss negative. For integer class labels use "
+            "sparse_categorical_crossentropy."
+        )
+
+
+def _check_sparse_targets(where: str, targets: Any, predictions: Any) -> None:
+    shape = tuple(getattr(predictions, "shape", ()))
+    host = _host_targets(targets)
+    if host is None or len(shape) < 2:
+        return  # without a class axis, the loss's own shape check says what is wrong
+    _check_labels(f"{where}: sparse_categorical_crossentropy", host, shape[-1])
+
+
+_TARGET_CHECKS: dict[Callable, TargetCheck] = {
+    _bce: _check_binary_targets,
+    _cce: _check_categorical_targets,
+    _scce: _check_sparse_targets,
+}
 
 
 # ------------------------------------------------------------------- public API
@@ -601,6 +681,13 @@ class Loss:
             batches and divides once, which weights a partial last batch exactly.
         kwargs: the options bound into ``per_example`` (``{"from_logits": True}``), a
             read-only mapping, for logs and configs.
+        check_targets: ``check_targets(where, targets, predictions)``, or ``None``:
+            refuses concrete targets outside the loss's domain (labels outside
+            ``[0, classes)`` for ``sparse_categorical_crossentropy``, values outside
+            ``[0, 1]`` for ``binary_crossentropy``, negative values for
+            ``categorical_crossentropy``); ``predictions`` is the model's output spec.
+            ``fit`` and ``evaluate`` run it once on the whole data, before any
+            compiled step, because inside one a bad target can only turn into NaN.
 
     Calling a ``Loss`` gives the weighted mean,
     ``loss(predictions, targets, weights=None) -> ()``, as the loss functions do.
@@ -618,6 +705,7 @@ class Loss:
     name: str
     per_example: PerExampleFn
     kwargs: Mapping[str, Any] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+    check_targets: TargetCheck | None = None
 
     def __call__(
         self, predictions: Any, targets: Any, weights: ArrayLike | None = None
@@ -785,17 +873,20 @@ mean 'delta'?
         if not kwargs:
             return loss
         per_example = bind_options(f"loss {loss.name!r}", loss.per_example, kwargs, positional=2)
-        return Loss(loss.name, per_example, MappingProxyType({**loss.kwargs, **kwargs}))
+        merged = MappingProxyType({**loss.kwargs, **kwargs})
+        return Loss(loss.name, per_example, merged, loss.check_targets)
     if isinstance(loss, str):
         fn = lookup("loss", loss, _PER_EXAMPLE, "pass a function f(predictions, targets)")
         name = loss.lower()
-        return Loss(name, bind_options(f"loss {name!r}", fn, kwargs, positional=2), frozen)
+        per_example = bind_options(f"loss {name!r}", fn, kwargs, positional=2)
+        return Loss(name, per_example, frozen, _TARGET_CHECKS.get(fn))
     if callable(loss):
         name = function_name(loss)
         where = f"loss {name!r}"
         builtin = next((v for k, v in _OF_FUNCTION.items() if k is loss), None)
         if builtin is not None:
-            return Loss(name, bind_options(where, builtin, kwargs, positional=2), frozen)
+            per_example = bind_options(where, builtin, kwargs, positional=2)
+            return Loss(name, per_example, frozen, _TARGET_CHECKS.get(builtin))
         fn = bind_options(where, loss, kwargs, positional=2)
         return Loss(name, per_example_fn(fn, name, "loss"), frozen)
     raise TypeError(

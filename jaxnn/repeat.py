@@ -8,6 +8,7 @@ the block is traced and compiled once whatever n is.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -149,6 +150,21 @@ def Repeat(
                     f"the {what} returned by this model's own init.",
                 )
 
+    # Made once per layer: an eager ``apply`` would otherwise trace and compile its scan
+    # anew on every call (the scan's body is a new closure each time). Inside a caller's
+    # jit, this is inlined like any other function.
+    @functools.partial(jax.jit, static_argnames="training")
+    def run(p: Params, s: State, x: Any, key: PRNGKey | None, training: bool) -> tuple:
+        def body(h: Any, copy: tuple) -> tuple[Any, State]:
+            p_i, s_i, k_i = copy
+            with scope(child_name):
+                y, s_new = child.apply(p_i, s_i, h, key=k_i, training=training)
+            if not _same_spec(spec_of(h), spec_of(y)):
+                raise _shape_error(spec_of(h), spec_of(y))
+            return y, s_new
+
+        return jax.lax.scan(body, x, (p, s, copy_keys(key)), length=n, unroll=unroll)
+
     def apply(
         params: Params,
         state: State,
@@ -162,16 +178,7 @@ def Repeat(
         p, s = params.get(child_name, {}), state.get(child_name, {})
         check_stacked("params", p)
         check_stacked("state", s)
-
-        def body(h: Any, copy: tuple) -> tuple[Any, State]:
-            p_i, s_i, k_i = copy
-            with scope(child_name):
-                y, s_new = child.apply(p_i, s_i, h, key=k_i, training=training)
-            if not _same_spec(spec_of(h), spec_of(y)):
-                raise _shape_error(spec_of(h), spec_of(y))
-            return y, s_new
-
-        y, new_state = jax.lax.scan(body, x, (p, s, copy_keys(key)), length=n, unroll=unroll)
+        y, new_state = run(p, s, x, key, training=training)
         return y, ({child_name: new_state} if new_state else {})
 
     return Layer(init, apply, _KIND, name, ((child_name, child),), None)

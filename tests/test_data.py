@@ -38,6 +38,95 @@ def test_prepare_refuses_bad_data(args, kwargs, match):
         data.prepare("where", *args, **kwargs)
 
 
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        # int64 past int32 would wrap (2**40 -> 0) when JAX narrows it.
+        (
+            (np.array([[1], [2**40]], np.int64),),
+            r"where: x has int64 values outside the int32 range \[-2147483648, 2147483647\] in "
+            r"1 row\(s\): 1 \(from 1 to 1099511627776\); JAX computes in int32 unless 64-bit "
+            r"mode is on.*jax_enable_x64",
+        ),
+        ((np.array([[2**63]], np.uint64),), r"x has uint64 values outside the uint32 range"),
+        ((np.ones((3, 1)), [0, 1, -(2**40)]), r"y has int64 values outside the int32 range"),
+        # 1e300 is finite: float32 makes it Inf, which is no reason to say "NaN or Inf".
+        (
+            (np.array([[1.0], [1e300], [-1e39]]),),
+            r"x has finite float64 values that overflow float32 \(largest magnitude 1e\+300 > "
+            r"3\.4e\+38\) in 2 row\(s\): 1, 2; .*Rescale them",
+        ),
+        ((np.array([[1e300], [np.inf]]),), r"x has NaN or Inf values in 1 row\(s\): 1\."),
+        ((np.ones((2, 2), np.complex64),), r"x is complex \(dtype complex64\); .*imaginary part"),
+        ((jnp.ones((2, 2), jnp.complex64),), r"x is complex"),
+        ((np.array([["a", "b"], ["c", "d"]]),), r"x is not numeric \(got dtype <U1\)"),
+        ((np.array([b"a", b"b"]),), r"x is not numeric \(got dtype \|S1\)"),
+        (({"a": np.array(["x", "y"])},), r"x\['a'\] is not numeric"),
+        (
+            (np.ones((3, 1)), None, [1.0, -0.5, 2.0]),
+            r"sample_weight has negative values in 1 row\(s\): 1; .*must be >= 0",
+        ),
+        ((np.ones((2, 1)), None, jnp.array([-1.0, 0.0])), r"sample_weight has negative values"),
+        ((np.ones((2, 1)), None, [1.0, np.nan]), r"sample_weight has NaN or Inf values"),
+    ],
+)
+def test_prepare_refuses_what_would_silently_go_wrong(args, match):
+    with pytest.raises(ValueError, match=match):
+        data.prepare("where", *args)
+
+
+def test_prepare_keeps_what_fits():
+    d, _ = data.prepare("fit", np.array([[-(2**31)], [2**31 - 1]]), None, [0.0, 1.0])
+    assert d.x.dtype == jnp.int32 and d.x[:, 0].tolist() == [-(2**31), 2**31 - 1]
+    d, _ = data.prepare("fit", np.array([[3e38], [1e-300]]), np.array([True, False]))
+    assert d.x.dtype == jnp.float32 and np.isfinite(d.x).all() and d.y.dtype == jnp.bool_
+    d, _ = data.prepare("fit", np.ones((2, 1), jnp.bfloat16), np.ones((2, 1), np.uint8))
+    assert d.x.dtype == jnp.bfloat16 and d.y.dtype == jnp.uint8
+
+
+def test_target_values_are_checked_at_the_door(key):
+    """The loss's own check runs on the concrete targets, with the number of classes
+    read from the model's output spec (traced, not computed)."""
+    from jaxnn import Dense, losses
+
+    model = Dense(3)
+    params, _ = model.init(key, jnp.zeros((1, 2)))
+    x = np.zeros((4, 2), np.float32)
+
+    def check(loss, y, **options):
+        d, _ = data.prepare("fit", x, y)
+        data.check_target_values("fit", losses.get(loss, **options), model, params, {}, d)
+
+    check("sparse_categorical_crossentropy", [0, 1, 2, 2])
+    check("mse", [[-5.0, 0, 9]] * 4)  # no check: any real target
+    check("binary_crossentropy", [[0, 0.5, 1]] * 4, from_logits=True)
+    check("categorical_crossentropy", [[0, 0.5, 0.5]] * 4)
+    for loss, y, match in [
+        ("sparse_categorical_crossentropy", [0, 1, 3, 0], r"labels must lie in \[0, 3\) .*0 to 3"),
+        ("sparse_categorical_crossentropy", [0, -1, 2, 0], r"got labels from -1 to 2"),
+        ("sparse_categorical_crossentropy", [0, 1.5, 2, 0], r"integer class labels, got .*1\.5"),
+        ("binary_crossentropy", [[0, 2, 1]] * 4, r"fit: binary_crossentropy needs targets in "),
+        ("binary_crossentropy", [[0, -1, 1]] * 4, r"got values from -1 to 1;"),
+        ("categorical_crossentropy", [[1, -1, 1]] * 4, r"needs one-hot or probability targets"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            check(loss, y)
+    # A population: stacked params and per-member data are read one member at a time.
+    stacked = jax.tree.map(lambda a: jnp.stack([a, a]), params)
+    d, _ = data.prepare_members("pop", np.zeros((2, 4, 2)), np.full((2, 4), 3), None, 2)
+    with pytest.raises(ValueError, match=r"pop: sparse_categorical_crossentropy: class labels"):
+        data.check_target_values(
+            "pop",
+            losses.get("sparse_categorical_crossentropy"),
+            model,
+            stacked,
+            {},
+            d,
+            stacked=True,
+            member_data=True,
+        )
+
+
 def test_validation_and_split():
     d, n = data.prepare("fit", np.arange(10.0)[:, None], np.arange(10))
     train, held, m = data.split_validation("fit", d, n, 0.3)

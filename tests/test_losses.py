@@ -149,6 +149,33 @@ def test_categorical_crossentropy_from_logits():
     np.testing.assert_allclose(big, 1000.0, rtol=RTOL)
 
 
+def test_categorical_crossentropy_from_logits_masked_with_minus_inf():
+    """A class masked out with a -inf logit has probability 0: with target 0 it adds
+    nothing (0 * -inf is not NaN), exactly as in the sparse form."""
+    z = jnp.array([[1.0, -jnp.inf, 3.0], [-jnp.inf, 0.0, 0.0]])
+    t = jnp.array([[0.0, 0.0, 1.0], [0.0, 0.5, 0.5]])
+    expected = [
+        math.log(math.exp(1) + math.exp(3)) - 3.0,  # the -inf class is not in the sum
+        math.log(2.0),
+    ]
+    np.testing.assert_allclose(
+        losses.get("categorical_crossentropy", from_logits=True).per_example(z, t),
+        expected,
+        rtol=RTOL,
+    )
+    sparse = losses.sparse_categorical_crossentropy(z[:1], jnp.array([2]), from_logits=True)
+    np.testing.assert_allclose(
+        losses.categorical_crossentropy(z[:1], t[:1], from_logits=True), sparse, rtol=RTOL
+    )
+    grad = jax.grad(lambda z: losses.categorical_crossentropy(z, t, from_logits=True))(z)
+    assert np.isfinite(grad).all()
+    # The target's own class at -inf is an infinite loss, as in the sparse form.
+    on_target = losses.categorical_crossentropy(
+        z[:1], jnp.array([[0.0, 1.0, 0.0]]), from_logits=True
+    )
+    assert on_target == jnp.inf
+
+
 def test_sparse_categorical_crossentropy():
     p = jnp.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
     expected = -(math.log(0.7) + math.log(0.8)) / 2
@@ -432,6 +459,26 @@ def test_get_unknown_names_and_options():
         losses.huber(jnp.zeros((1, 1)), jnp.zeros((1, 1)), delta=0)
     with pytest.raises(TypeError, match=r"loss must be a name such as 'mse'"):
         losses.get(3)
+
+
+def test_built_in_losses_declare_their_target_check():
+    """Losses whose domain is narrower than all reals say so with check_targets, which
+    fit and evaluate run once on the concrete targets; the rest have none."""
+    spec = jax.ShapeDtypeStruct((4, 3), jnp.float32)
+    sparse = losses.get("sparse_categorical_crossentropy", from_logits=True)
+    sparse.check_targets("fit", np.array([0, 1, 2, 2]), spec)
+    with pytest.raises(ValueError, match=r"^fit: sparse_categorical_crossentropy: class labels"):
+        sparse.check_targets("fit", np.array([0, 1, 3, 2]), spec)
+    with pytest.raises(ValueError, match=r"binary_crossentropy needs targets in \[0, 1\]"):
+        losses.get(losses.binary_crossentropy).check_targets("fit", np.array([2.0]), spec)
+    with pytest.raises(ValueError, match=r"got a smallest value of -0.5"):
+        losses.get("categorical_crossentropy").check_targets("fit", np.array([-0.5]), spec)
+    rebound = losses.get(losses.get("bce"), from_logits=True)
+    assert rebound.check_targets is losses.get("bce").check_targets is not None
+    for loss in ("mse", "mae", "huber", lambda p, t: (p - t) ** 2):
+        assert losses.get(loss).check_targets is None
+    # Traced targets cannot be read on the host: the check leaves them to the loss.
+    jax.jit(lambda t: sparse.check_targets("fit", t, spec))(jnp.array([9]))
 
 
 def test_get_rebinds_a_loss_and_checks_its_options():

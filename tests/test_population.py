@@ -647,6 +647,96 @@ def test_errors_name_the_problem_and_the_fix():
         pop.fit(trainer, states, x, y, batch_size=0)
 
 
+def test_arguments_are_checked_before_any_trace():
+    """Issue 15: every argument that used to pass silently (epochs=1.5 ran 1 epoch,
+    None ran 0), or to fail deep in JAX or MLIR, is refused with what came and the fix."""
+    trainer = CLASSIFIER
+    x, y = toy_data()
+    key = jax.random.key(0)
+    states = pop.init(trainer, key, x, MEMBERS)
+    for epochs in (1.5, "2", None, -1, True):
+        with pytest.raises(ValueError, match=r"population.fit: epochs must be a non-negative int"):
+            pop.fit(trainer, states, x, y, epochs=epochs)
+    with pytest.raises(
+        TypeError, match=r"population.init: key must be a jax\.random\.key, got int 0"
+    ):
+        pop.init(trainer, 0, x, 2)
+    with pytest.raises(ValueError, match=r"key must be one random key, got an array of keys"):
+        pop.init(trainer, jax.random.split(key, 2), x, 2)
+    assert pop.num_members(pop.init(trainer, jax.random.PRNGKey(0), x, 2)) == 2  # a raw key
+    for where, call in [
+        ("population.init", lambda: pop.init("adam", key, x, 2)),
+        ("population.fit", lambda: pop.fit(None, states, x, y)),
+        ("population.evaluate", lambda: pop.evaluate(trainer.model, states, x, y)),
+        ("population.predict", lambda: pop.predict(42, states, x)),
+    ]:
+        with pytest.raises(TypeError, match=rf"{where}: trainer must be a jaxnn.Trainer"):
+            call()
+    with pytest.raises(TypeError, match=r"expected a stacked TrainState .*got dict"):
+        pop.fit(trainer, states.params, x, y)
+    with pytest.raises(TypeError, match=r"hyperparams must be a dict from name to per-member"):
+        pop.init(trainer, key, x, 2, hyperparams=[0.1, 0.2])
+    lr = jnp.array([0.1, jnp.nan])
+    with pytest.raises(ValueError, match=r"learning_rate has NaN or Inf values \(at members \[1\]"):
+        pop.init(trainer, key, x, 2, hyperparams={"learning_rate": lr})
+    with pytest.raises(ValueError, match=r"kernel_scale has NaN or Inf values \(at members \[0\]"):
+        pop.init(trainer, key, x, 2, kernel_scale=np.nan)
+    with pytest.raises(ValueError, match=r"kernel_scale must be real numbers.*got dtype <U4"):
+        pop.init(trainer, key, x, 2, kernel_scale="half")
+    with pytest.raises(ValueError, match=r"population.init: x: expected numeric arrays .*<U1"):
+        pop.init(trainer, key, np.array([["a", "b", "c"]]), 2)
+    for members in (0, -1, 2.0):
+        with pytest.raises(ValueError, match=r"bootstrap: members must be a positive int"):
+            pop.bootstrap(key, members, 10)
+    with pytest.raises(TypeError, match=r"bootstrap: key must be a jax\.random\.key"):
+        pop.bootstrap(3, 4, 10)
+    with pytest.raises(ValueError, match=r"kfold: k must be an int >= 2, got 2.5"):
+        pop.kfold(10, 2.5)
+    with pytest.raises(ValueError, match=r"kfold: examples must be a positive int, got '10'"):
+        pop.kfold("10", 2)
+    with pytest.raises(TypeError, match=r"kfold: key must be a jax\.random\.key, got int 1"):
+        pop.kfold(10, 2, key=1)
+    for empty in ([], np.zeros((4, 0), np.int32)):
+        with pytest.raises(ValueError, match=r"take_members: the index list idx is empty"):
+            pop.take_members(x, empty)
+
+
+def test_targets_and_strings_are_checked_at_the_door():
+    """Labels outside the loss's domain would train on NaN or a negative loss inside
+    the compiled program; strings would fail deep in JAX. Both are refused first."""
+    trainer = CLASSIFIER
+    x, y = toy_data()
+    states = pop.init(trainer, jax.random.key(0), x, MEMBERS)
+    with pytest.raises(ValueError, match=r"population.fit: binary_crossentropy needs targets"):
+        pop.fit(trainer, states, x, y * 2)
+    with pytest.raises(ValueError, match=r"population.fit: binary_crossentropy needs targets"):
+        pop.fit(trainer, states, x, y, validation_data=(x, -y))
+    with pytest.raises(ValueError, match=r"population.evaluate: binary_crossentropy needs"):
+        pop.evaluate(trainer, states, x, y + 1)
+    text = np.array([["a", "b", "c"]] * EXAMPLES)
+    with pytest.raises(ValueError, match=r"population.fit: x is not numeric \(got dtype <U1\)"):
+        pop.fit(trainer, states, text, y)
+    with pytest.raises(ValueError, match=r"population.predict: x is not numeric"):
+        pop.predict(trainer, states, text)
+    with pytest.raises(ValueError, match=r"validation_data must be \(x_val, y_val\) or"):
+        pop.fit(trainer, states, x, y, validation_data=x)
+    stop = nn.EarlyStopping("acuracy")
+    with pytest.raises(ValueError, match=r"monitor 'acuracy' is not in the logs.*'accuracy'\?"):
+        pop.fit(trainer, states, x, y, early_stopping=stop)
+
+
+def test_a_batch_larger_than_the_data_is_the_whole_data():
+    """batch_size=2**40 on 30 examples used to pad every batch to 2**40 rows (out of
+    memory); it is one batch of all 30, the same program as batch_size=30."""
+    trainer = CLASSIFIER
+    x, y = toy_data()
+    states = pop.init(trainer, jax.random.key(0), x, 2)
+    huge, h1 = pop.fit(trainer, states, x, y, batch_size=2**40, shuffle=False)
+    whole, h2 = pop.fit(trainer, states, x, y, batch_size=EXAMPLES, shuffle=False)
+    assert_trees_close(huge.params, whole.params, rtol=0, atol=0)
+    np.testing.assert_array_equal(h1["loss"], h2["loss"])
+
+
 def test_take_members_rejects_indices_out_of_range():
     x = jnp.arange(10.0)
     with pytest.raises(ValueError, match=r"indices must lie in \[0, 10\).*from 0 to 10"):

@@ -241,8 +241,35 @@ def test_resume_with_other_settings_or_another_model(tmp_path):
             checkpoint=resume,
             verbose=0,
         )
-    with pytest.warns(UserWarning, match=r"already holds checkpoints.*resume=True"):
+
+
+def test_a_checkpoint_directory_belongs_to_one_run(tmp_path):
+    """A fresh run refuses a used directory; a resume refuses another run's files, a
+    total below the epochs saved, and files that are not files."""
+    trainer, state, x, y, fit = (common()[k] for k in ("trainer", "state", "x", "y", "FIT"))
+    fit = {**fit, "verbose": 2}  # epoch by epoch, as every checkpointed run
+    trainer.fit(state, x, y, epochs=2, checkpoint=tmp_path, **fit)
+    with pytest.raises(ValueError, match=r"already holds 2 checkpoint\(s\) of an earlier run"):
         trainer.fit(state, x, y, epochs=1, checkpoint=tmp_path, **fit)
+    other_seed = trainer.init(jax.random.key(7), x)
+    again = nn.Checkpointing(tmp_path, resume=True)
+    with pytest.raises(ValueError, match=r"belongs to another run \(another initial state:"):
+        trainer.fit(other_seed, x, y, epochs=3, checkpoint=again, **fit)
+    with pytest.raises(ValueError, match=r"belongs to another run \(another training data:"):
+        trainer.fit(state, x + 1, y, epochs=3, checkpoint=again, **fit)
+    with pytest.raises(ValueError, match=r"epochs=1: the checkpoint .* already trained 2 epochs"):
+        trainer.fit(state, x, y, epochs=1, checkpoint=again, **fit)
+    os.mkfifo(tmp_path / "epoch_000009.safetensors")  # would block open() for ever
+    with pytest.warns(UserWarning, match=r"epoch_000009.safetensors'.*not a regular file"):
+        _, history = trainer.fit(state, x, y, epochs=3, checkpoint=again, **fit)
+    assert history.epochs == 3
+    os.unlink(tmp_path / "epoch_000009.safetensors")
+
+    fresh = nn.Checkpointing(tmp_path, overwrite=True)
+    trainer.fit(other_seed, x, y, epochs=1, checkpoint=fresh, **fit)
+    assert sorted(os.listdir(tmp_path)) == ["epoch_000001.safetensors"]
+    with pytest.raises(ValueError, match=r"resume=True continues .* pass one of them"):
+        nn.Checkpointing(tmp_path, resume=True, overwrite=True)
 
 
 def test_resume_into_an_empty_directory_starts_afresh(tmp_path):

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn._checks import check_positive_int
+from jaxnn._checks import check_key, check_positive_int
 from jaxnn._types import Array, DTypeLike, Params, PRNGKey, Shape, Spec, State
 from jaxnn.core import Layer, LayerError, check_entries, child_key
 
@@ -74,6 +74,7 @@ def param(
         >>> kernel.shape, kernel.dtype
         ((3, 4), dtype('float32'))
     """
+    check_key("Layer.init", "key", key)  # None too: a parameter needs a key
     return initializer(child_key(key, name), shape, dtype)
 
 

@@ -24,6 +24,7 @@ them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -139,29 +140,15 @@ def _make_rnn(config: _RNNConfig, name: str | None) -> Layer:
         _check_sequence(kind, inputs)
         return cell.init(key, inputs.shape[-1]), {}
 
-    def apply(
-        params: Params,
-        state: State,
-        x: Any,
-        *,
-        key: PRNGKey | None = None,
-        training: bool = False,
-    ) -> tuple[Any, State]:
-        del key, training
-        check_entries(kind, "params", params, names, names)
-        inputs, lengths, carry = _split_input(kind, x)
-        _check_sequence(kind, inputs)
-        batch, time, in_features = inputs.shape
-        if "kernel" in params and params["kernel"].shape[0] != in_features:
-            raise LayerError(
-                kind,
-                f"input has {in_features} features, but the kernel was initialised for "
-                f"{params['kernel'].shape[0]}. Initialise with an input of shape (batch, "
-                f"time, {in_features}), or fix the previous layer.",
-            )
+    # Made once per layer: an eager ``apply`` would otherwise trace and compile its scan
+    # anew on every call (the scan's body is a new closure each time). Inside a caller's
+    # jit, this is inlined like any other function.
+    @jax.jit
+    def run(params: Params, inputs: Array, lengths: Array | None, carry: Carry | None) -> Any:
+        batch, time, _ = inputs.shape
         cdt = compute_dtype(inputs, cell.dtype, cell.param_dtype)
-        zero_carry = cell.initial_carry(batch, cdt)
-        carry = zero_carry if carry is None else _check_carry(kind, carry, zero_carry)
+        if carry is None:
+            carry = cell.initial_carry(batch, cdt)
         # The input part of every step at once, then time-major for the scan.
         u = jnp.swapaxes(cell.project(params, inputs.astype(cdt)), 0, 1)
         last = jnp.zeros((batch, cell.features), cdt)
@@ -174,7 +161,6 @@ def _make_rnn(config: _RNNConfig, name: str | None) -> Layer:
 
             xs: Any = u
         else:
-            _check_lengths(kind, lengths, batch)
             steps = jnp.arange(time, dtype=lengths.dtype)
             real = steps[:, None] < lengths[None, :]  # (time, batch)
 
@@ -192,7 +178,35 @@ def _make_rnn(config: _RNNConfig, name: str | None) -> Layer:
             body, (carry, last), xs, reverse=config.reverse, unroll=config.unroll
         )
         y = jnp.swapaxes(ys, 0, 1) if config.return_sequences else last
-        return ((y, carry) if config.return_carry else y), state
+        return (y, carry) if config.return_carry else y
+
+    def apply(
+        params: Params,
+        state: State,
+        x: Any,
+        *,
+        key: PRNGKey | None = None,
+        training: bool = False,
+    ) -> tuple[Any, State]:
+        del key, training
+        check_entries(kind, "params", params, names, names)
+        inputs, lengths, carry = _split_input(kind, x)
+        _check_sequence(kind, inputs)
+        batch, _, in_features = inputs.shape
+        if "kernel" in params and params["kernel"].shape[0] != in_features:
+            raise LayerError(
+                kind,
+                f"input has {in_features} features, but the kernel was initialised for "
+                f"{params['kernel'].shape[0]}. Initialise with an input of shape (batch, "
+                f"time, {in_features}), or fix the previous layer.",
+            )
+        if carry is not None:
+            cdt = compute_dtype(inputs, cell.dtype, cell.param_dtype)
+            zero_carry = jax.eval_shape(functools.partial(cell.initial_carry, batch, cdt))
+            carry = _check_carry(kind, carry, zero_carry)
+        if lengths is not None:
+            _check_lengths(kind, lengths, batch)
+        return run(params, inputs, lengths, carry), state
 
     return Layer(init, apply, kind, name)
 

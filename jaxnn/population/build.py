@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn._checks import check_positive_int
+from jaxnn._checks import check_key, check_positive_int
 from jaxnn._types import PRNGKey
 from jaxnn.core import spec_of
 from jaxnn.train import Trainer, TrainState
@@ -42,6 +42,7 @@ def num_members(states: TrainState) -> int:
     Raises:
         ValueError: if ``states.step`` is not one-dimensional, e.g. for the single
             member's state that :func:`select` returns with ``k=None``.
+        TypeError: if ``states`` is not a :class:`~jaxnn.TrainState`.
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxnn as nn
@@ -49,6 +50,11 @@ def num_members(states: TrainState) -> int:
         >>> num_members(init(trainer, jax.random.key(0), jnp.zeros((1, 3)), 4))
         4
     """
+    if not isinstance(states, TrainState):
+        raise TypeError(
+            "population: expected a stacked TrainState (from jaxnn.population.init), got "
+            f"{type(states).__name__}."
+        )
     shape = np.shape(states.step)
     if len(shape) != 1:
         raise ValueError(
@@ -86,7 +92,10 @@ def init(
         A :class:`~jaxnn.TrainState` whose leaves have a leading axis of length ``n``.
 
     Raises:
-        ValueError: for ``n < 1``, or hyperparameters or scales of the wrong length.
+        ValueError: for ``n < 1``, non-numeric ``x``, or hyperparameters or scales of
+            the wrong length or with NaN or Inf values.
+        TypeError: for a ``trainer`` that is not a :class:`~jaxnn.Trainer`, a ``key``
+            that is not a JAX random key, or ``hyperparams`` that is not a dict.
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxnn as nn
@@ -96,8 +105,16 @@ def init(
         >>> states.params["kernel"].shape, states.opt_state.hyperparams["learning_rate"].shape
         ((8, 3, 1), (8,))
     """
-    n = check_positive_int("population.init", "n", n)
-    spec = spec_of(x)
+    where = "population.init"
+    check_trainer(where, trainer)
+    check_key(where, "key", key)
+    n = check_positive_int(where, "n", n)
+    if hyperparams is not None and not isinstance(hyperparams, dict):
+        raise TypeError(
+            f"{where}: hyperparams must be a dict from name to per-member values, e.g. "
+            f"{{'learning_rate': jnp.logspace(-4, -1, n)}}; got {type(hyperparams).__name__}."
+        )
+    spec = spec_of(x, f"{where}: x")
     keys = jax.random.split(key, n)
     states = jax.vmap(lambda k: trainer.programs.init(k, spec))(keys)
     if kernel_scale is not None:
@@ -115,16 +132,57 @@ def init(
     return states
 
 
+def check_trainer(where: str, trainer: Any) -> None:
+    """Refuses anything but a :class:`~jaxnn.Trainer`, before any trace.
+
+    Raises:
+        TypeError: naming what came instead.
+
+    Example:
+        >>> check_trainer("population.fit", "adam")
+        Traceback (most recent call last):
+        ...
+        TypeError: population.fit: trainer must be a jaxnn.Trainer (model, loss, optimizer), \
+got str. Build one with nn.Trainer(model, loss, optimizer).
+    """
+    if not isinstance(trainer, Trainer):
+        raise TypeError(
+            f"{where}: trainer must be a jaxnn.Trainer (model, loss, optimizer), got "
+            f"{type(trainer).__name__}. Build one with nn.Trainer(model, loss, optimizer)."
+        )
+
+
 def per_member(where: str, what: str, value: Any, n: int) -> jax.Array:
     """``value`` as a ``(n,)`` array, one per member; a scalar is broadcast.
 
+    Concrete values are checked: each must be a finite real number (a NaN learning
+    rate would silently train nothing).
+
     Raises:
-        ValueError: for any other shape.
+        ValueError: for any other shape, non-numeric values, or NaN or Inf values.
 
     Example:
         >>> per_member("init", "kernel_scale", 2.0, 3).tolist()
         [2.0, 2.0, 2.0]
     """
+    if not isinstance(value, jax.Array):
+        try:
+            value = np.asarray(value)
+        except (TypeError, ValueError):
+            value = np.asarray(None)  # an object array: refused just below
+    if not (jnp.issubdtype(value.dtype, jnp.integer) or jnp.issubdtype(value.dtype, jnp.floating)):
+        raise ValueError(
+            f"{where}: {what} must be real numbers, one per member (or one for all), "
+            f"got dtype {value.dtype}."
+        )
+    if not isinstance(value, jax.core.Tracer):
+        finite = np.isfinite(np.asarray(value, np.float64))
+        if not finite.all():
+            members = np.flatnonzero(~finite.reshape(-1)).tolist()
+            raise ValueError(
+                f"{where}: {what} has NaN or Inf values (at members {members[:5]}"
+                f"{', ...' if len(members) > 5 else ''}); every member needs a finite value."
+            )
     arr = jnp.asarray(value)
     if arr.ndim == 0:
         arr = jnp.broadcast_to(arr, (n,))
@@ -203,7 +261,14 @@ def bootstrap(key: PRNGKey, members: int, examples: int) -> jax.Array:
         >>> idx = bootstrap(jax.random.key(0), 4, 10)
         >>> bool(((idx >= 0) & (idx < 10)).all())
         True
+
+    Raises:
+        ValueError: if ``members`` or ``examples`` is not a positive int.
+        TypeError: if ``key`` is not a JAX random key.
     """
+    check_key("bootstrap", "key", key)
+    members = check_positive_int("bootstrap", "members", members)
+    examples = check_positive_int("bootstrap", "examples", examples)
     return jax.random.randint(key, (members, examples), 0, examples)
 
 
@@ -224,11 +289,20 @@ def kfold(
     Returns:
         ``(train_idx, train_weight, val_idx, val_weight)``, each ``(k, length)``.
 
+    Raises:
+        ValueError: if ``examples`` or ``k`` is not an int, or ``k`` is outside
+            ``[2, examples]``.
+        TypeError: if ``key`` is neither ``None`` nor a JAX random key.
+
     Example:
         >>> train_idx, train_w, val_idx, val_w = kfold(10, 3)
         >>> train_idx.shape, val_idx.shape, val_w.sum(axis=1).tolist()
         ((3, 7), (3, 4), [4.0, 3.0, 3.0])
     """
+    examples = check_positive_int("kfold", "examples", examples)
+    k = check_positive_int("kfold", "k", k, minimum=2)
+    if key is not None:
+        check_key("kfold", "key", key)
     if not 2 <= k <= examples:
         raise ValueError(f"kfold: k must lie in [2, {examples}] for {examples} examples, got {k}.")
     order = (
@@ -264,8 +338,8 @@ def take_members(tree: Any, idx: jax.Array) -> Any:
         The same tree with every array gathered to ``(members, length, ...)``.
 
     Raises:
-        ValueError: if ``idx`` is not integer or, when concrete, holds an index
-            outside ``[0, examples)`` for some array.
+        ValueError: if ``idx`` is empty or not integer or, when concrete, holds an
+            index outside ``[0, examples)`` for some array.
 
     Example:
         >>> import jax.numpy as jnp
@@ -273,10 +347,18 @@ def take_members(tree: Any, idx: jax.Array) -> Any:
         [[0.0, 1.0], [4.0, 4.0]]
     """
     if not isinstance(idx, (jax.Array, np.ndarray)):
-        idx = np.asarray(idx)
-    if not jnp.issubdtype(jnp.result_type(idx), jnp.integer):
+        try:
+            idx = np.asarray(idx)
+        except (TypeError, ValueError):
+            idx = np.asarray(None)  # an object array: refused below
+    if np.size(idx) == 0:
         raise ValueError(
-            f"take_members: idx must hold integer indices, got dtype {jnp.result_type(idx)}; "
+            f"take_members: the index list idx is empty (shape {np.shape(idx)}); pass "
+            "(members, length) indices with at least one, e.g. from bootstrap or kfold."
+        )
+    if not jnp.issubdtype(idx.dtype, jnp.integer):
+        raise ValueError(
+            f"take_members: idx must hold integer indices, got dtype {idx.dtype}; "
             "use the indices from bootstrap or kfold."
         )
     concrete = not isinstance(idx, jax.core.Tracer)

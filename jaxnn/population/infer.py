@@ -15,7 +15,7 @@ import numpy as np
 
 from jaxnn import data as data_lib
 from jaxnn.data import Data
-from jaxnn.population.build import num_members
+from jaxnn.population.build import check_trainer, num_members
 from jaxnn.population.strategy import check_strategy, over_members
 from jaxnn.train import Trainer, TrainState, finish
 
@@ -80,12 +80,23 @@ def evaluate(
         (4,)
     """
     where = "population.evaluate"
+    check_trainer(where, trainer)
     n = num_members(states)
     chunk_size = check_strategy(strategy, chunk_size, n)
     if member_data:
         data, examples = data_lib.prepare_members(where, x, y, sample_weight, n)
     else:
         data, examples = data_lib.prepare(where, x, y, sample_weight, need_y=True)
+    data_lib.check_target_values(
+        where,
+        trainer.loss,
+        trainer.model,
+        states.params,
+        states.model_state,
+        data,
+        stacked=True,
+        member_data=member_data,
+    )
     bs = min(data_lib.check_batch_size(where, batch_size), examples)
     out = _evaluate_jit(
         trainer,
@@ -170,6 +181,7 @@ def predict(
         (4, 10, 2)
     """
     where = "population.predict"
+    check_trainer(where, trainer)
     n = num_members(states)
     chunk_size = check_strategy(strategy, chunk_size, n)
     data, examples = data_lib.prepare(where, x)

@@ -9,12 +9,12 @@ compiled program, one row per member.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from jaxnn._checks import check_positive_int, resolve_mode
+from jaxnn._checks import check_positive_int, did_you_mean, resolve_mode
 
 __all__ = [
     "Callback",
@@ -24,6 +24,8 @@ __all__ = [
     "StopState",
     "StoppingRule",
     "as_callback",
+    "as_callbacks",
+    "check_monitors",
     "stopping_rule",
 ]
 
@@ -99,12 +101,68 @@ def as_callback(cb: Callback | Callable) -> Callback:
     """
     if isinstance(cb, Callback):
         return cb
+    if isinstance(cb, type):
+        raise TypeError(
+            f"a callback must be a jaxnn.Callback object or a function fn(epoch, logs), got "
+            f"the class {cb.__name__}; pass an instance, e.g. {cb.__name__}(...)."
+        )
     if callable(cb):
         return LambdaCallback(cb)
     raise TypeError(
         f"a callback must be a jaxnn.Callback or a function fn(epoch, logs), got "
         f"{type(cb).__name__}."
     )
+
+
+def as_callbacks(where: str, callbacks: Any) -> list[Callback]:
+    """``fit``'s ``callbacks`` as a list of :class:`Callback`: ``None`` is none, and one
+    callback (or function) is a list of one.
+
+    Raises:
+        TypeError: for anything else than ``None``, a callback, or an iterable of them.
+
+    Example:
+        >>> as_callbacks("fit", None)
+        []
+        >>> [type(cb).__name__ for cb in as_callbacks("fit", lambda epoch, logs: None)]
+        ['LambdaCallback']
+    """
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback) or (callable(callbacks) and not isinstance(callbacks, type)):
+        return [as_callback(callbacks)]
+    if not isinstance(callbacks, (list, tuple, Iterator)):
+        raise TypeError(
+            f"{where}: callbacks must be a list of jaxnn.Callback objects or functions "
+            f"fn(epoch, logs), or None; got {type(callbacks).__name__}."
+        )
+    return [as_callback(cb) for cb in callbacks]
+
+
+def check_monitors(where: str, callbacks: Iterable[Callback], names: Iterable[str]) -> None:
+    """Refuses, before training, an :class:`EarlyStopping` whose ``monitor`` is not one
+    of the logs ``names`` (a misspelling would otherwise surface after the first epoch).
+
+    Raises:
+        ValueError: naming the monitor, the logs and the closest names.
+
+    Example:
+        >>> check_monitors("fit", [EarlyStopping("loss")], ["loss", "accuracy"])  # silent
+        >>> try:
+        ...     check_monitors("fit", [EarlyStopping("los")], ["loss", "accuracy"])
+        ... except ValueError as e:
+        ...     print(e)
+        fit: EarlyStopping: monitor 'los' is not in the logs; they are ['accuracy', 'loss']. \
+Did you mean 'loss'? Monitor one of those (val_* needs validation data).
+    """
+    names = sorted(names)
+    for cb in callbacks:
+        if isinstance(cb, EarlyStopping) and cb.monitor not in names:
+            raise ValueError(
+                f"{where}: EarlyStopping: monitor {cb.monitor!r} is not in the logs; they "
+                f"are {names}.{did_you_mean(cb.monitor, names)} Monitor one of those (val_* "
+                "needs validation data)."
+            )
 
 
 # --------------------------------------------------------------- the stopping rule
@@ -204,7 +262,10 @@ class EarlyStopping(Callback):
         restore_best_weights: hand back the state of the best epoch at the end.
 
     Raises:
-        ValueError: for an unknown ``mode`` or a negative ``patience``.
+        ValueError: for an unknown ``mode``, a negative ``patience`` or a non-finite
+            ``min_delta``.
+        TypeError: for a ``monitor`` that is not a string or a ``min_delta`` that is
+            not a number.
 
     Example:
         >>> stop = EarlyStopping("loss", patience=1)
@@ -222,10 +283,23 @@ class EarlyStopping(Callback):
         mode: str = "auto",
         restore_best_weights: bool = False,
     ):
+        if not isinstance(monitor, str):
+            raise TypeError(
+                f"EarlyStopping: monitor must be the name of a log such as 'val_loss', got "
+                f"{type(monitor).__name__}."
+            )
         self.mode = resolve_mode("EarlyStopping", mode, monitor)
         self.patience = check_positive_int("EarlyStopping", "patience", patience, minimum=0)
         self.monitor = monitor
-        self.min_delta = abs(min_delta)
+        if isinstance(min_delta, (bool, np.bool_)) or not isinstance(
+            min_delta, (int, float, np.integer, np.floating)
+        ):
+            raise TypeError(
+                f"EarlyStopping: min_delta must be a number, got {type(min_delta).__name__}."
+            )
+        if not math.isfinite(min_delta):
+            raise ValueError(f"EarlyStopping: min_delta must be finite, got {min_delta!r}.")
+        self.min_delta = abs(float(min_delta))
         self.restore_best_weights = restore_best_weights
         self.rule = stopping_rule(self.patience, self.min_delta, self.mode)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import math
 import os
 import re
@@ -24,12 +25,13 @@ import warnings
 from typing import Any
 
 import jax
+import numpy as np
 
 from jaxnn import checkpoint as checkpoint_lib
 from jaxnn import sharded_checkpoint as sharded_lib
 from jaxnn._checks import check_choice, check_positive_int, resolve_mode
 
-__all__ = ["CheckpointDirectory", "Checkpointing"]
+__all__ = ["CheckpointDirectory", "Checkpointing", "fingerprint"]
 
 _EPOCH_FILE = re.compile(r"epoch_(\d+)\.(safetensors|orbax)")
 _BEST_FILE = "best"
@@ -37,6 +39,7 @@ _LEFTOVER = re.compile(
     r"\.(epoch_\d+|best)\.safetensors\.[0-9a-f]+\.tmp|(epoch_\d+|best)\.orbax\.orbax-checkpoint-tmp.*"
 )
 _FORMATS = ("auto", "safetensors", "orbax")
+_EXTENSIONS = ("safetensors", "orbax")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +57,9 @@ class Checkpointing:
         resume: continue from the newest readable checkpoint in ``directory``;
             ``epochs`` is then the *total* number of epochs (Keras's
             ``initial_epoch``).
+        overwrite: with ``resume=False``, delete the checkpoints a directory already
+            holds (another run's) before training; without it such a directory is
+            refused, so that two runs never mix their files.
         format: ``"safetensors"`` (one file, written by process 0), ``"orbax"``
             (a directory every process writes its shards into; the
             ``[distributed]`` extra), or ``"auto"``: orbax when the state is split
@@ -75,6 +81,7 @@ class Checkpointing:
     mode: str = "auto"
     resume: bool = False
     format: str = "auto"
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         where = "Checkpointing"
@@ -90,6 +97,16 @@ class Checkpointing:
                 f"got {self.monitor!r}."
             )
         check_choice(where, "format", self.format, _FORMATS)
+        if not isinstance(self.overwrite, bool) or not isinstance(self.resume, bool):
+            raise TypeError(
+                f"{where}: resume and overwrite must be bools, got resume={self.resume!r}, "
+                f"overwrite={self.overwrite!r}."
+            )
+        if self.resume and self.overwrite:
+            raise ValueError(
+                f"{where}: resume=True continues the run in the directory and "
+                "overwrite=True deletes it; pass one of them."
+            )
         mode = resolve_mode(where, self.mode, self.monitor or "")
         object.__setattr__(self, "mode", mode)
 
@@ -124,20 +141,63 @@ class CheckpointDirectory:
         self.best: float | None = None
         self.best_epoch: int | None = None
         self.data_state: Any = None  # the stream's position in the restored checkpoint
+        self.identity: dict[str, Any] | None = None  # this run's, from claim()
         self.directory = os.fspath(settings.directory)
         os.makedirs(self.directory, exist_ok=True)
         for name in os.listdir(self.directory):  # left by saves that were killed midway
             if _LEFTOVER.fullmatch(name) and jax.process_index() == 0:
                 _remove(os.path.join(self.directory, name))
 
-    def on_disk(self) -> list[tuple[int, str]]:
-        """``(epochs done, path)`` of every epoch checkpoint, oldest first."""
+    def on_disk(self, warn: bool = False) -> list[tuple[int, str]]:
+        """``(epochs done, path)`` of every epoch checkpoint, oldest first; an entry
+        named like one that is neither a file nor a directory (a FIFO, a socket) is
+        left out, with a warning when ``warn``."""
         found = []
         for name in os.listdir(self.directory):
             match = _EPOCH_FILE.fullmatch(name)
-            if match:
-                found.append((int(match.group(1)), os.path.join(self.directory, name)))
+            if not match:
+                continue
+            path = os.path.join(self.directory, name)
+            if not (os.path.isfile(path) or os.path.isdir(path)):
+                if warn:
+                    warnings.warn(
+                        f"{self.where}: skipping {path!r}: it is named like a checkpoint "
+                        "but is not a regular file or directory.",
+                        stacklevel=5,
+                    )
+                continue
+            found.append((int(match.group(1)), path))
         return sorted(found)
+
+    def claim(self, identity: dict[str, Any]) -> None:
+        """Makes the directory this run's: ``identity`` (fingerprints of the initial
+        state and the data) goes into every file it writes, and a resume refuses
+        files of another identity. A fresh run (``resume=False``) refuses a
+        directory that already holds checkpoints, unless ``overwrite``, which
+        deletes them.
+
+        Raises:
+            ValueError: for a fresh run in a directory already in use.
+        """
+        self.identity = identity
+        if self.settings.resume:
+            return
+        held = [path for _, path in self.on_disk()]
+        best = [os.path.join(self.directory, f"{_BEST_FILE}.{ext}") for ext in _EXTENSIONS]
+        held += [path for path in best if os.path.exists(path)]
+        if not held:
+            return
+        if not self.settings.overwrite:
+            raise ValueError(
+                f"{self.where}: checkpoint directory {self.directory!r} already holds "
+                f"{len(held)} checkpoint(s) of an earlier run; a new run there would prune "
+                "them and could later resume from them. Pass Checkpointing(..., "
+                "resume=True) to continue that run, Checkpointing(..., overwrite=True) to "
+                "delete them and start afresh, or use another directory."
+            )
+        if jax.process_index() == 0:
+            for path in held:
+                _remove(path)
 
     def check_monitor(self, names: list[str]) -> None:
         """Refuses a ``monitor`` that is not one of the logs ``names``."""
@@ -146,17 +206,6 @@ class CheckpointDirectory:
             raise ValueError(
                 f"{self.where}: Checkpointing monitor={monitor!r} is not one of the logs "
                 f"{sorted(names)}. Pick one of those (val_* needs validation data)."
-            )
-
-    def warn_if_not_empty(self) -> None:
-        """Warns that a fresh run will overwrite and prune a directory in use."""
-        if self.on_disk():
-            warnings.warn(
-                f"{self.where}: checkpoint directory {self.directory!r} already holds "
-                "checkpoints; this run overwrites those of the same epochs and prunes the "
-                "oldest. Pass Checkpointing(..., resume=True) to continue from them, or "
-                "use an empty directory.",
-                stacklevel=4,
             )
 
     def restore_latest(
@@ -170,7 +219,7 @@ class CheckpointDirectory:
             CheckpointError: for checkpoints of another model or optimizer.
             ValueError: for a checkpoint trained with other fit ``settings``.
         """
-        for epoch, path in reversed(self.on_disk()):
+        for epoch, path in reversed(self.on_disk(warn=True)):
             try:
                 if sharded_lib.is_sharded_checkpoint(path):
                     meta = sharded_lib.read_metadata(path)["jaxnn_fit"]
@@ -192,6 +241,17 @@ class CheckpointDirectory:
                     stacklevel=4,
                 )
                 continue
+            run = meta.get("run")
+            if run is not None and self.identity is not None and run != self.identity:
+                words = {"state": "initial state", "data": "training data"}
+                what = [words.get(k, k) for k in self.identity if run.get(k) != self.identity[k]]
+                raise ValueError(
+                    f"{self.where}: cannot resume from {path!r}: it belongs to another run "
+                    f"(another {' and '.join(what)}: another seed, model or data set). "
+                    "Resume with the same initial state and data, or use "
+                    "another directory (or Checkpointing(..., overwrite=True) without "
+                    "resume, to start afresh here)."
+                )
             saved = meta.get("settings", {})
             changed = [
                 f"{k}={saved.get(k)!r} then, {v!r} now"
@@ -275,6 +335,7 @@ class CheckpointDirectory:
             "monitor": self.settings.monitor,
             "best": self.best,
             "best_epoch": self.best_epoch,
+            "run": self.identity,
         }
         if self.data_state is not None:
             meta["data_state"] = self.data_state
@@ -282,6 +343,37 @@ class CheckpointDirectory:
             sharded_lib.save(path, state, {"jaxnn_fit": meta})
         else:
             checkpoint_lib.save(path, state, metadata={"jaxnn_fit": meta})
+
+
+def fingerprint(tree: Any) -> str:
+    """A short digest of a tree's structure, shapes, dtypes and values, that tells one
+    run's initial state or data from another's.
+
+    Arrays over 16 MiB contribute 4096 evenly spaced rows rather than every byte, and
+    arrays split across processes only their shape and dtype (no process holds them
+    whole), so that computing it stays cheap.
+
+    Example:
+        >>> fingerprint({"w": np.ones(3)}) == fingerprint({"w": np.ones(3)})
+        True
+        >>> fingerprint({"w": np.ones(3)}) == fingerprint({"w": np.zeros(3)})
+        False
+    """
+    digest = hashlib.sha256()
+    leaves, treedef = jax.tree.flatten(tree)
+    digest.update(str(treedef).encode())
+    for leaf in leaves:
+        if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        digest.update(f"{np.shape(leaf)}{np.dtype(leaf.dtype).str}".encode())
+        if isinstance(leaf, jax.Array) and not (
+            leaf.is_fully_addressable or leaf.is_fully_replicated
+        ):
+            continue
+        if np.ndim(leaf) and leaf.nbytes > 2**24:
+            leaf = leaf[np.linspace(0, len(leaf) - 1, 4096).astype(np.int64)]
+        digest.update(np.ascontiguousarray(jax.device_get(leaf)).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _remove(path: str) -> None:

@@ -27,7 +27,11 @@ def check_verbose(where: str, verbose: Any) -> int:
         >>> check_verbose("fit", 2)
         2
     """
-    if verbose in (0, 1, 2) and not isinstance(verbose, bool):
+    if (
+        isinstance(verbose, (int, np.integer))
+        and not isinstance(verbose, bool)
+        and verbose in (0, 1, 2)
+    ):
         return int(verbose)
     raise ValueError(f"{where}: verbose must be 0, 1 or 2, got {verbose!r}.")
 

@@ -23,13 +23,19 @@ from jaxnn import losses as losses_lib
 from jaxnn import metrics as metrics_lib
 from jaxnn import optimizers
 from jaxnn import stream as stream_lib
-from jaxnn._checks import check_choice, check_positive_int
+from jaxnn._checks import (
+    check_bool,
+    check_choice,
+    check_directory,
+    check_key,
+    check_positive_int,
+)
 from jaxnn._types import Params, PRNGKey, State
 from jaxnn.core import Layer, as_layer, spec_of
 from jaxnn.data import Data
 from jaxnn.parallel import DataParallel
-from jaxnn.train.callbacks import Callback, History, as_callback
-from jaxnn.train.checkpointing import CheckpointDirectory, Checkpointing
+from jaxnn.train.callbacks import Callback, History, as_callbacks, check_monitors
+from jaxnn.train.checkpointing import CheckpointDirectory, Checkpointing, fingerprint
 from jaxnn.train.guard import new_guard, nonfinite_error
 from jaxnn.train.programs import Programs, TrainState, finish, programs
 from jaxnn.train.progress import Progress, check_verbose
@@ -110,8 +116,10 @@ class Trainer:
                 f"nn.parallel.data_parallel(mesh)), got {type(parallel).__name__}."
             )
         self.parallel = parallel
-        if isinstance(metrics, str):
-            metrics = [metrics]
+        if metrics is None:
+            metrics = ()
+        elif not isinstance(metrics, (list, tuple, Iterator)):
+            metrics = [metrics]  # one name, function or Metric
         self.model = as_layer(model)
         self.loss = losses_lib.get(loss)
         self.optimizer = optimizers.get(optimizer)
@@ -171,12 +179,8 @@ class Trainer:
             >>> int(state.step), state.params["kernel"].shape
             (0, (3, 1))
         """
-        if not isinstance(key, jax.Array):
-            raise TypeError(
-                f"Trainer.init: key must be a jax.random.key, got {type(key).__name__}. "
-                "Use jax.random.key(seed)."
-            )
-        return self._place_state(self.programs.init(key, spec_of(x)))
+        check_key("Trainer.init", "key", key)
+        return self._place_state(self.programs.init(key, spec_of(x, "Trainer.init: x")))
 
     def _place_state(self, state: TrainState) -> TrainState:
         """Under data parallelism, a state placed on the mesh (replicated, or its large
@@ -455,7 +459,12 @@ class Trainer:
                 f"{type(state).__name__}."
             )
         batch_size = data_lib.check_batch_size(where, settings["batch_size"])
-        epochs = check_positive_int(where, "epochs", settings["epochs"], minimum=0)
+        # The epoch counter inside the program is an int32.
+        epochs = check_positive_int(
+            where, "epochs", settings["epochs"], minimum=0, maximum=2**31 - 1
+        )
+        shuffle = check_bool(where, "shuffle", settings["shuffle"])
+        split = data_lib.check_validation_split(where, settings["validation_split"])
         verbose = check_verbose(where, settings["verbose"])
         on_nonfinite = settings["on_nonfinite"]
         if on_nonfinite == "stop":
@@ -466,6 +475,9 @@ class Trainer:
             )
         check_choice(where, "on_nonfinite", on_nonfinite, ("raise", "skip", "ignore"))
         checkpointing = Checkpointing.of(where, settings["checkpoint"])
+        if checkpointing is not None:
+            check_directory(where, "checkpoint", checkpointing.directory)
+        callbacks = as_callbacks(where, settings["callbacks"])
 
         data, n = data_lib.prepare(where, x, y, settings["sample_weight"], need_y=True)
         val, val_stream = None, None
@@ -482,25 +494,33 @@ class Trainer:
             )
         elif settings["validation_data"] is not None:
             val, _ = data_lib.validation(where, settings["validation_data"])
-        elif settings["validation_split"]:
-            data, val, n = data_lib.split_validation(where, data, n, settings["validation_split"])
+        elif split:
+            data, val, n = data_lib.split_validation(where, data, n, split)
         self._check_targets(state, data.x, data.y)
+        for checked in (data, val):
+            data_lib.check_target_values(
+                where, self.loss, self.model, state.params, state.model_state, checked
+            )
+        # A batch never outgrows the data: a padded batch of 2**40 rows is no help.
+        batch_size = min(batch_size, n)
+        names = self.log_names(validation=val is not None or val_stream is not None)
+        names += ["skipped_steps"] if on_nonfinite == "skip" else []
+        check_monitors(where, callbacks, names)
 
         checkpoints = None
         if checkpointing is not None:
             checkpoints = CheckpointDirectory(where, checkpointing)
-            names = self.log_names(validation=val is not None or val_stream is not None)
-            checkpoints.check_monitor(names + (["skipped_steps"] if on_nonfinite == "skip" else []))
+            checkpoints.check_monitor(names)
         return _Plan(
             data=self._place_data(data),
             val=self._place_data(val),
             examples=n,
             epochs=epochs,
             batch_size=batch_size,
-            shuffle=bool(settings["shuffle"]),
+            shuffle=shuffle,
             policy=None if on_nonfinite == "ignore" else on_nonfinite,
             skip=on_nonfinite == "skip",
-            callbacks=[as_callback(cb) for cb in settings["callbacks"]],
+            callbacks=callbacks,
             checkpoints=checkpoints,
             resume=checkpointing is not None and checkpointing.resume,
             verbose=verbose,
@@ -551,14 +571,22 @@ class Trainer:
         }
         ckpt = plan.checkpoints
         if ckpt is not None:
+            data = None if plan.position is not None else plan.data
+            ckpt.claim({"state": fingerprint(state), "data": fingerprint(data)})
             found = ckpt.restore_latest(state, settings) if plan.resume else None
             if found is not None:
                 state, first_epoch, history = found
+                if first_epoch > plan.epochs:
+                    raise ValueError(
+                        f"{where}: cannot resume to epochs={plan.epochs}: the checkpoint "
+                        f"in {ckpt.directory!r} has already trained {first_epoch} epochs "
+                        "(epochs is the total, as Keras's initial_epoch). Pass "
+                        f"epochs >= {first_epoch}, or restore the file you want with "
+                        "nn.checkpoint.restore."
+                    )
                 state = self._place_state(state)
                 if plan.position is not None:
                     plan.position.restore(where, ckpt.data_state, first_epoch)
-            elif not plan.resume:
-                ckpt.warn_if_not_empty()
 
         steps = -(-plan.examples // plan.batch_size) if plan.examples else plan.steps
         progress = Progress(plan.verbose, plan.epochs, steps)
@@ -654,10 +682,12 @@ class Trainer:
             guard = None if plan.policy is None else new_guard(state.params)
             total, start = None, 0
             chunks = stream_lib.chunks(where, epoch_source(epoch), k, steps=steps)
+            in_flight = stream_lib.InFlight()
             for arrays in stream_lib.prefetch(chunks, self._place_chunk):
                 state, guard, sums = self._chunk(
                     state, arrays, jnp.int32(start), dropout_key, guard, policy=plan.policy
                 )
+                in_flight.add(sums)
                 total = sums if total is None else jax.tree.map(jnp.add, total, sums)
                 start += k
             if guard is None or not bool(guard.halted):  # a halted state stays as it was
@@ -806,12 +836,16 @@ class Trainer:
             ['loss']
         """
         where = "Trainer.evaluate"
+        _check_state(where, state)
         batch_size = data_lib.check_batch_size(where, batch_size)
         steps = self._check_stream_arguments(where, x, y, steps, sample_weight)
         if stream_lib.is_stream(x):
             return self._evaluate_stream(where, self._place_state(state), x, steps)
         data, n = data_lib.prepare(where, x, y, sample_weight, need_y=True)
         self._check_targets(state, data.x, data.y)
+        data_lib.check_target_values(
+            where, self.loss, self.model, state.params, state.model_state, data
+        )
         state, data = self._place_state(state), self._place_data(data)
         sums = self._evaluate(state.params, state.model_state, data, batch_size=min(batch_size, n))
         return {k: float(v) for k, v in jax.device_get(finish(sums)).items()}
@@ -848,6 +882,7 @@ class Trainer:
             (5, 2)
         """
         where = "Trainer.predict"
+        _check_state(where, state)
         batch_size = data_lib.check_batch_size(where, batch_size)
         steps = self._check_stream_arguments(where, x, None, steps, None)
         if stream_lib.is_stream(x):
@@ -906,3 +941,12 @@ def _own_rows(placed: jax.Array) -> tuple[slice, np.ndarray]:
     mine = [shards[start] for start in sorted(shards)]
     rows = slice(min(shards), max(s.index[0].stop for s in mine))
     return rows, np.concatenate([np.asarray(s.data) for s in mine]) != 0
+
+
+def _check_state(where: str, state: Any) -> None:
+    """Refuses anything but a :class:`TrainState` (bare params too), before any trace."""
+    if not isinstance(state, TrainState):
+        raise TypeError(
+            f"{where}: state must be a TrainState from Trainer.init or Trainer.fit, got "
+            f"{type(state).__name__}. For bare params, use model.apply."
+        )
