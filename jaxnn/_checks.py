@@ -288,7 +288,8 @@ def check_key(where: str, what: str, key: Any) -> Any:
     an array of several keys).
 
     A key is a typed key (``jax.random.key(seed)``) of shape ``()``, or a raw
-    ``uint32`` key of shape ``(2,)`` (``jax.random.PRNGKey(seed)``).
+    ``uint32`` key (``jax.random.PRNGKey(seed)``) of shape ``(2,)``, or ``(4,)`` for
+    the ``rbg`` implementations.
 
     Args:
         where: who checks, for the message (``"population.init"``).
@@ -318,8 +319,8 @@ def check_key(where: str, what: str, key: Any) -> Any:
                 f"{where}: {what} must be one random key, got an array of keys of shape "
                 f"{key.shape}. Pass jax.random.key(seed), or one of those keys."
             )
-        if key.dtype == jnp.uint32 and key.shape == (2,):
-            return key
+        if key.dtype == jnp.uint32 and key.ndim == 1 and key.shape[0] in (2, 4):
+            return key  # raw key data: threefry's (2,), rbg's (4,)
         got = f"an array of dtype {key.dtype} and shape {key.shape}"
     else:
         shown = repr(key)

@@ -260,7 +260,7 @@ def child_key(key: PRNGKey | None, name: str) -> PRNGKey | None:
         return None
     # Every layer's init reaches its keys through here: a seed or an array that is no
     # key fails with the fix, not deep inside jax.random.
-    check_key("Layer.init", "key", key)
+    check_key("Layer.init/apply", "key", key)
     return jax.random.fold_in(key, name_hash(name))
 
 

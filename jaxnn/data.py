@@ -403,7 +403,20 @@ last layer more outputs.
     if stacked:
         params, model_state = jax.tree.map(one, (params, model_state))
     x = jax.tree.map(one, data.x) if member_data else data.x
-    check(where, data.y, output_spec(model, params, model_state, x))
+    try:
+        hash(model)
+    except TypeError:  # a layer holding something unhashable: trace it afresh
+        predictions = output_spec(model, params, model_state, x)
+    else:  # traced once per model and shapes, however many fits follow
+        predictions = _output_spec.eval_shape(model, params, model_state, x)
+    check(where, data.y, predictions)
+
+
+def _inference(model: Layer, params: Params, model_state: State, x: Any) -> Any:
+    return model.apply(params, model_state, x, key=None, training=False)[0]
+
+
+_output_spec = jax.jit(_inference, static_argnums=0)
 
 
 def check_batch_size(where: str, batch_size: Any) -> int:

@@ -5,6 +5,7 @@ import functools
 import re
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -12,7 +13,10 @@ import jaxnn
 from jaxnn import activations, initializers, losses, metrics, optimizers
 from jaxnn._checks import (
     bind_options,
+    check_bool,
     check_choice,
+    check_directory,
+    check_key,
     check_options,
     check_positive_int,
     higher_is_better,
@@ -295,3 +299,40 @@ def test_did_you_mean_is_written_once():
             if "difflib" in modules:
                 users.append(path.relative_to(package).as_posix())
     assert users == ["_checks.py"]
+
+
+# ------------------------------------------------- keys, switches, huge counts, paths
+
+
+def test_check_key_takes_typed_and_raw_keys_and_nothing_else():
+    key = jax.random.key(0)
+    assert check_key("f", "key", key) is key
+    check_key("f", "key", jax.random.PRNGKey(0))  # raw (2,) uint32 key data
+    check_key("f", "key", jax.random.key_data(jax.random.key(0, impl="rbg")))  # (4,)
+    jax.jit(lambda k: check_key("f", "key", k))(key)  # a traced key is a key too
+    for bad, got in [
+        (0, "int 0"),
+        (None, "NoneType None"),
+        (np.array([0, 0], np.uint32), "ndarray"),
+        (jax.numpy.zeros(2), r"an array of dtype float32 and shape \(2,\)"),
+        ("x" * 100, r"str 'xxx.*\.\.\."),
+    ]:
+        with pytest.raises(TypeError, match=rf"^f: key must be a jax\.random\.key, got {got}"):
+            check_key("f", "key", bad)
+    with pytest.raises(ValueError, match=r"must be one random key, got an array of keys"):
+        check_key("f", "key", jax.random.split(key, 3))
+
+
+def test_check_bool_and_the_int64_ceiling_of_counts(tmp_path):
+    assert check_bool("f", "shuffle", np.bool_(True)) is True
+    for bad in (1, "no", None, 0.5):
+        with pytest.raises(TypeError, match=r"^f: shuffle must be True or False, got"):
+            check_bool("f", "shuffle", bad)
+    assert check_positive_int("f", "n", 2**63 - 1) == 2**63 - 1
+    with pytest.raises(ValueError, match=r"^f: n must be at most 2\*\*63 - 1, the largest int64"):
+        check_positive_int("f", "n", 2**63)
+    with pytest.raises(ValueError, match=r"^f: epochs must be at most 2147483647, got 2147483648"):
+        check_positive_int("f", "epochs", 2**31, maximum=2**31 - 1)
+    assert check_directory("f", "checkpoint", tmp_path / "new") == str(tmp_path / "new")
+    with pytest.raises(ValueError, match=r"^f: checkpoint directory is the empty path"):
+        check_directory("f", "checkpoint", "")
