@@ -32,6 +32,7 @@ __all__ = [
     "did_you_mean",
     "higher_is_better",
     "lookup",
+    "narrow",
     "resolve_mode",
 ]
 
@@ -426,3 +427,70 @@ def resolve_mode(where: str, mode: str, monitor: str) -> str:
     if mode == "auto":
         return "max" if higher_is_better(monitor) else "min"
     return mode
+
+
+def _first_rows(rows: np.ndarray) -> str:
+    """``"1, 4, 7, ..."``: the first five row numbers, for messages."""
+    return ", ".join(str(r) for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+
+
+def narrow(where: str, what: str, arr: np.ndarray) -> np.ndarray:
+    """A 64-bit NumPy array in the dtype JAX computes in, refused where a value would change.
+
+    JAX computes in 32 bits unless 64-bit mode is on, so ``fit`` and ``Layer.apply``
+    cast NumPy float64 and int64 data to float32 and int32 themselves, silently
+    where nothing is lost: an integer outside the narrow type's range would wrap,
+    and a finite float64 beyond float32's range would become Inf, so those raise.
+
+    Args:
+        where: the entry point, for the message (``"Trainer.fit"``).
+        what: the argument, for the message (``"x"``).
+        arr: a NumPy array, batch axis first.
+
+    Returns:
+        ``arr`` itself when its dtype is already JAX's, else the cast copy.
+
+    Raises:
+        ValueError: naming the rows whose values would not survive the cast.
+
+    Example:
+        >>> narrow("fit", "x", np.ones((2, 3))).dtype
+        dtype('float32')
+        >>> narrow("fit", "x", np.array([[1e300]]))
+        Traceback (most recent call last):
+        ...
+        ValueError: fit: x has finite float64 values that overflow float32 (largest \
+magnitude 1e+300 > 3.4e+38) in 1 row(s): 0; JAX computes in float32 unless 64-bit mode \
+is on, where they would become Inf. Rescale them (e.g. standardise the features), or \
+enable jax.config.update('jax_enable_x64', True).
+    """
+    target = np.dtype(jax.dtypes.canonicalize_dtype(arr.dtype))
+    if target == arr.dtype or not arr.size:
+        return arr
+    flat = arr.reshape(arr.shape[0], -1) if arr.ndim else arr.reshape(1, 1)
+    if jnp.issubdtype(arr.dtype, jnp.integer):
+        info = np.iinfo(target)
+        bad = ((flat < info.min) | (flat > info.max)).any(axis=1)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            raise ValueError(
+                f"{where}: {what} has {arr.dtype} values outside the {target} range "
+                f"[{info.min}, {info.max}] in {len(rows)} row(s): {_first_rows(rows)} (from "
+                f"{flat.min()} to {flat.max()}); JAX computes in {target} unless 64-bit mode "
+                "is on, and they would wrap around. Rescale them or pass floats, or "
+                "enable jax.config.update('jax_enable_x64', True)."
+            )
+    elif jnp.issubdtype(arr.dtype, jnp.floating):
+        big = np.finfo(target).max
+        bad = (np.isfinite(flat) & (np.abs(flat) > big)).any(axis=1)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            raise ValueError(
+                f"{where}: {what} has finite {arr.dtype} values that overflow {target} "
+                f"(largest magnitude {np.abs(flat[bad]).max():.3g} > {big:.3g}) in "
+                f"{len(rows)} row(s): {_first_rows(rows)}; JAX computes in {target} unless "
+                "64-bit mode is on, where they would become Inf. Rescale them (e.g. "
+                "standardise the features), or enable "
+                "jax.config.update('jax_enable_x64', True)."
+            )
+    return arr.astype(target)

@@ -394,8 +394,9 @@ def time_fit(
 
     Args:
         run_fit: a zero-argument callable that trains and returns its result, e.g.
-            ``lambda: trainer.fit(x, y, epochs=1)`` or a jitted ``lax.scan`` training loop.
-            Non-array parts of the result are ignored when blocking.
+            ``lambda: trainer.fit(state, x, y, epochs=1, verbose=0)`` or a jitted
+            ``lax.scan`` training loop. Non-array parts of the result are ignored when
+            blocking.
         steps: training steps one call of ``run_fit`` runs, ``>= 1``.
         examples: training examples one call processes (steps times batch size), ``>= 1``;
             optional.

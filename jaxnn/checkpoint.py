@@ -30,6 +30,11 @@ Guarantees:
   few tens of bytes per header byte). Any damaged or hostile file raises one
   :class:`CheckpointError`.
 * Saving the same tree twice gives identical bytes.
+
+Reading needs no template: ``restore(path)`` returns the stored tree as nested dicts
+keyed by the stored names (``tree["params"]["dense"]["kernel"]``). Plain safetensors
+files, as PyTorch or Hugging Face write them (without jaxnn's metadata, hence without
+its checksums), read into a flat dict of arrays, or into a template by name.
 """
 
 from __future__ import annotations
@@ -63,8 +68,13 @@ MAX_HEADER_BYTES = 100 * 2**20
 """The largest header a reader accepts (100 MiB), whatever the file claims."""
 MAX_RANK = 64
 """The largest number of axes a reader accepts for one array."""
-_MAX_LISTED = 20
-"""How many mismatches a structure error lists before summarising the rest."""
+_MAX_LISTED = 5
+"""How many mismatches a structure error lists before counting the rest."""
+_JAXNN_FIELDS = frozenset(
+    {"format_version", "jaxnn_version", "structure", "checksum", "header_checksum", "user"}
+)
+"""Metadata fields of a jaxnn checkpoint: a file with none of them (and no jaxnn format)
+is a plain safetensors file. One damaged field cannot make a checkpoint look plain."""
 
 # safetensors dtype codes and the NumPy dtypes they stand for.
 _CODES: dict[str, np.dtype] = {
@@ -271,6 +281,18 @@ def _find_step(tree: Any) -> Any:
     return np.asarray(value).tolist()
 
 
+def _empty_dicts(tree: Any) -> list[str]:
+    """The paths of the empty dicts inside ``tree`` (not the root), in tree order."""
+    found = jax.tree_util.tree_flatten_with_path(
+        tree, is_leaf=lambda x: isinstance(x, dict) and not x
+    )[0]
+    return [
+        "/".join(_key_name(e) for e in path)
+        for path, leaf in found
+        if path and isinstance(leaf, dict)
+    ]
+
+
 def save(path: PathLike, tree: Any, metadata: Mapping[str, Any] | None = None) -> None:
     """Saves a pytree of arrays to ``path``, atomically, as a safetensors file.
 
@@ -372,6 +394,9 @@ def save(path: PathLike, tree: Any, metadata: Mapping[str, Any] | None = None) -
     step = _find_step(tree)
     if step is not None:
         meta["step"] = _dumps(step)
+    empty = _empty_dicts(tree)
+    if empty:  # for restore(path) without a template: {} entries, such as a model_state
+        meta["empty"] = _dumps(empty)
     header: dict[str, Any] = {**tensors, "__metadata__": meta}
     meta["header_checksum"] = _header_digest(header)
     text = _dumps(header).encode("ascii")
@@ -423,7 +448,13 @@ def _fsync_directory(directory: str) -> None:
 
 
 class _Invalid(Exception):
-    """A reason a file is not a valid checkpoint; becomes one CheckpointError."""
+    """A reason a file is not a valid checkpoint; becomes one CheckpointError.
+
+    ``plain`` marks a reason found in a plain safetensors file (not jaxnn's)."""
+
+    def __init__(self, reason: str, plain: bool = False):
+        super().__init__(reason)
+        self.plain = plain
 
 
 def _is_int(x: Any) -> bool:
@@ -461,12 +492,26 @@ def _read_exactly(f: BinaryIO, n: int, what: str) -> bytes:
 
 
 class _Header(NamedTuple):
-    """A validated header: tensors by name, the structure, the metadata, the data start."""
+    """A validated header: tensors by name, the structure, the metadata, the data start;
+    ``plain`` for a safetensors file without jaxnn's metadata (its structure is then
+    its tensors, in file order)."""
 
     tensors: dict[str, dict[str, Any]]
     meta: dict[str, str]
     structure: list[dict[str, Any]]
     data_start: int
+    plain: bool = False
+
+
+def _is_plain(meta: Any) -> bool:
+    """No jaxnn metadata at all: a safetensors file written by another tool."""
+    if meta is None:
+        return True
+    return (
+        isinstance(meta, dict)
+        and meta.get("format") != FORMAT
+        and not _JAXNN_FIELDS.intersection(meta)
+    )
 
 
 def _parse_header(f: BinaryIO) -> _Header:
@@ -487,8 +532,29 @@ def _parse_header(f: BinaryIO) -> _Header:
         raise _Invalid(f"its header is a JSON {_json_kind(header)}, not an object")
 
     meta = header.get("__metadata__")
+    plain = _is_plain(meta)
+    if plain:
+        meta = {} if meta is None else meta
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise _Invalid("its header has no '__metadata__' object of strings")
+    if not plain:  # a plain file has no jaxnn facts to check: its tensors are all
+        _check_jaxnn_metadata(header, meta)
+    try:
+        tensors = _parse_tensors(header, size - 8 - n)
+    except _Invalid as e:
+        raise _Invalid(str(e), plain) from None
+    if plain:
+        structure = [
+            {"path": name, "shape": t["shape"], "dtype": t["dtype"].name, "impl": None}
+            for name, t in sorted(tensors.items(), key=lambda kv: kv[1]["offsets"])
+        ]
+        return _Header(tensors, meta, structure, 8 + n, plain=True)
+    structure = _parse_structure(meta["structure"], tensors)
+    return _Header(tensors, meta, structure, 8 + n)
+
+
+def _check_jaxnn_metadata(header: dict[str, Any], meta: dict[str, str]) -> None:
+    """The format, version and fields of jaxnn's metadata, and the header's checksum."""
     if meta.get("format") != FORMAT:
         raise _Invalid(
             f"its metadata does not say format {FORMAT!r} (it was not written by "
@@ -509,7 +575,9 @@ def _parse_header(f: BinaryIO) -> _Header:
     if meta["header_checksum"] != digest:
         raise _Invalid("its header checksum does not match the header (the header is damaged)")
 
-    data_size = size - 8 - n
+
+def _parse_tensors(header: dict[str, Any], data_size: int) -> dict[str, dict[str, Any]]:
+    """The tensors of a header, checked: dtypes, shapes, and offsets that tile the data."""
     tensors: dict[str, dict[str, Any]] = {}
     for name, info in header.items():
         if name == "__metadata__":
@@ -553,9 +621,7 @@ def _parse_header(f: BinaryIO) -> _Header:
         raise _Invalid(
             f"its tensors cover {position} bytes of data, but the file holds {data_size}"
         )
-
-    structure = _parse_structure(meta["structure"], tensors)
-    return _Header(tensors, meta, structure, 8 + n)
+    return tensors
 
 
 def _parse_structure(text: str, tensors: dict[str, dict]) -> list[dict[str, Any]]:
@@ -597,7 +663,13 @@ def _parse_structure(text: str, tensors: dict[str, dict]) -> list[dict[str, Any]
     return out
 
 
-def _invalid(path: PathLike, reason: str) -> CheckpointError:
+def _invalid(path: PathLike, reason: str, plain: bool = False) -> CheckpointError:
+    if plain:
+        return CheckpointError(
+            f"checkpoint {os.fspath(path)!r} is a safetensors file without jaxnn's metadata "
+            f"that cannot be read: {reason}. The file is damaged or truncated, or uses a "
+            "dtype jaxnn does not read."
+        )
     return CheckpointError(
         f"checkpoint {os.fspath(path)!r} is not a valid jaxnn checkpoint: {reason}. The "
         "file is damaged, truncated or not a checkpoint; restore from another checkpoint."
@@ -608,7 +680,7 @@ def _open_header(path: PathLike, f: BinaryIO) -> _Header:
     try:
         return _parse_header(f)
     except _Invalid as e:
-        raise _invalid(path, str(e)) from None
+        raise _invalid(path, str(e), e.plain) from None
 
 
 def read_metadata(path: PathLike) -> dict[str, Any]:
@@ -643,6 +715,12 @@ def read_metadata(path: PathLike) -> dict[str, Any]:
     """
     with open(path, "rb") as f:
         header = _open_header(path, f)
+    if header.plain:
+        raise CheckpointError(
+            f"checkpoint {os.fspath(path)!r} is a plain safetensors file (written by another "
+            "tool, without jaxnn's metadata), so it has no jaxnn metadata to read. Read its "
+            "arrays with nn.checkpoint.restore(path)."
+        )
     meta = header.meta
     try:
         user = _loads(meta["user"])
@@ -685,7 +763,9 @@ def _read_data(path: PathLike, f: BinaryIO, header: _Header) -> dict[str, np.nda
                 t["shape"]
             )
     except _Invalid as e:
-        raise _invalid(path, str(e)) from None
+        raise _invalid(path, str(e), header.plain) from None
+    if header.plain:
+        return arrays  # another tool's file: no checksum to verify
     stored = header.meta["checksum"]
     if stored != "sha256:" + digest.hexdigest():
         raise CheckpointError(
@@ -700,29 +780,43 @@ def _describe(dtype: str, impl: str | None) -> str:
     return f"key<{impl}>" if dtype == _KEY else dtype
 
 
-def restore(path: PathLike, like: Any) -> Any:
-    """Restores a checkpoint into the structure of ``like``.
+def restore(path: PathLike, like: Any = None) -> Any:
+    """Restores a checkpoint: as stored, or into the structure of ``like``.
 
     Every check runs before anything is returned: the header, the data's SHA-256
-    checksum, then the tree structure, shapes and dtypes against ``like``, with every
-    mismatch named by path in one error.
+    checksum, then (with ``like``) the tree structure, shapes and dtypes against
+    ``like``; a mismatch error names the first few differences by path and counts
+    the rest.
+
+    Without ``like``, the stored tree comes back as nested dicts keyed by the stored
+    names: a saved ``TrainState`` gives ``{"params": {...}, "model_state": {...},
+    "opt_state": {...}, "step": ..., "key": ...}`` (tuples and NamedTuples become
+    dicts keyed ``"0"``, ``"1"``, ... or by field name; PRNG keys are typed keys again;
+    a bare array gives ``{"value": array}``). A plain safetensors file (as PyTorch or
+    Hugging Face write them) gives a flat dict ``{name: array}`` of its tensors, named
+    as in the file. 64-bit arrays stay NumPy arrays unless ``jax_enable_x64`` is on
+    (JAX would cast them to 32 bits).
 
     Args:
-        path: a file written by :func:`save`.
-        like: a tree of the expected structure: the tree that was saved, a freshly
-            initialised one, or the same with ``jax.ShapeDtypeStruct`` leaves (e.g.
-            from ``jax.eval_shape``). Its leaves give the expected shapes and dtypes;
-            a ``sharding`` on a leaf places the restored array accordingly.
+        path: a file written by :func:`save`, or any safetensors file.
+        like: ``None`` to read the tree as stored; or a tree of the expected
+            structure: the tree that was saved, a freshly initialised one, or the
+            same with ``jax.ShapeDtypeStruct`` leaves (e.g. from ``jax.eval_shape``).
+            Its leaves give the expected shapes and dtypes; a ``sharding`` on a leaf
+            places the restored array accordingly. A plain safetensors file is
+            matched to ``like`` by name (``"a/b"`` for ``like["a"]["b"]``).
 
     Returns:
-        A tree with the structure of ``like`` (the same dicts, NamedTuples, ``None``
-        entries) whose leaves are JAX arrays holding the file's values, bit for bit,
-        with the expected dtypes; PRNG key leaves are typed keys again.
+        With ``like``: a tree with its structure (the same dicts, NamedTuples,
+        ``None`` entries) whose leaves are JAX arrays holding the file's values, bit
+        for bit, with the expected dtypes; PRNG key leaves are typed keys again.
+        Without: the nested (or, for a plain file, flat) dict described above.
 
     Raises:
         CheckpointError: if the file is damaged, truncated or hostile, or if it does
-            not match ``like`` (the message lists each mismatch by path); or if a
-            64-bit leaf is expected while ``jax_enable_x64`` is off.
+            not match ``like`` (the message names the first mismatches by path and
+            counts them); or if a 64-bit leaf is expected while ``jax_enable_x64``
+            is off.
         TypeError: if ``like`` has a leaf that is not an array, spec or number.
         OSError: if the file cannot be opened (``FileNotFoundError``, ...).
 
@@ -731,17 +825,22 @@ def restore(path: PathLike, like: Any) -> Any:
         >>> import jax, jax.numpy as jnp
         >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.safetensors")
         >>> save(path, {"kernel": jnp.arange(6.0).reshape(2, 3), "key": jax.random.key(7)})
+        >>> stored = restore(path)  # no template: the tree as stored
+        >>> stored["kernel"].shape, jax.random.key_data(stored["key"]).tolist()
+        ((2, 3), [0, 7])
         >>> like = jax.eval_shape(lambda: {"kernel": jnp.zeros((2, 3)), "key": jax.random.key(0)})
-        >>> out = restore(path, like)
-        >>> out["kernel"].tolist(), jax.random.key_data(out["key"]).tolist()
-        ([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]], [0, 7])
+        >>> restore(path, like)["kernel"].tolist()
+        [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
         >>> restore(path, {"kernel": jnp.zeros((3, 3))})  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
         jaxnn.checkpoint.CheckpointError: checkpoint '...' does not match the expected tree: \
 kernel: shape (2, 3) in the file, (3, 3) expected; key: in the file but not in the \
-expected tree. Restore into a tree of the same model and optimizer.
+expected tree. Restore into a tree of the same model and optimizer, or call \
+restore(path) without one to see what the file holds.
     """
+    if like is None:
+        return _restore_as_stored(path)
     what = f"restore({os.fspath(path)!r})"
     leaves_with_paths, treedef = jax.tree_util.tree_flatten_with_path(like)
     names = _leaf_names([p for p, _ in leaves_with_paths])
@@ -791,13 +890,7 @@ expected tree. Restore into a tree of the same model and optimizer.
         if entry["path"] not in wanted
     ]
     if problems:
-        listed = problems[:_MAX_LISTED]
-        if len(problems) > _MAX_LISTED:
-            listed.append(f"and {len(problems) - _MAX_LISTED} more")
-        raise CheckpointError(
-            f"checkpoint {os.fspath(path)!r} does not match the expected tree: "
-            f"{'; '.join(listed)}. Restore into a tree of the same model and optimizer."
-        )
+        raise _mismatch(path, problems, [e["path"] for e in header.structure], names)
 
     leaves = []
     for name, _, dtype, _, full_dtype, leaf in expected:
@@ -809,3 +902,80 @@ expected tree. Restore into a tree of the same model and optimizer.
             out = jnp.asarray(array)
         leaves.append(jax.device_put(out, sharding) if sharding is not None else out)
     return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _some(items: list[str]) -> str:
+    """``"a, b, c, ..."``: the first eight items, or ``"nothing"``."""
+    return ", ".join(items[:8]) + (", ..." if len(items) > 8 else "") if items else "nothing"
+
+
+def _tops(names: list[str]) -> list[str]:
+    """The distinct first path components of ``names``, in order."""
+    return list(dict.fromkeys(name.split("/", 1)[0] for name in names))
+
+
+def _mismatch(
+    path: PathLike, problems: list[str], in_file: list[str], expected: list[str]
+) -> CheckpointError:
+    """The error for a file that does not fit the expected tree: the first few problems,
+    a count of the rest, and, when the list is cut, the two trees' top-level names if
+    they differ (a TrainState restored into params, say)."""
+    listed = "; ".join(problems[:_MAX_LISTED])
+    if len(problems) > _MAX_LISTED:
+        listed = (
+            f"{len(problems)} differences, the first {_MAX_LISTED}: {listed}; and "
+            f"{len(problems) - _MAX_LISTED} more"
+        )
+    tops = ""
+    file_tops, like_tops = _tops(in_file), _tops(expected)
+    if len(problems) > _MAX_LISTED and set(file_tops) != set(like_tops):
+        tops = (
+            f" The file holds {_some(file_tops)} at its top; the expected tree, {_some(like_tops)}."
+        )
+    return CheckpointError(
+        f"checkpoint {os.fspath(path)!r} does not match the expected tree: {listed}.{tops} "
+        "Restore into a tree of the same model and optimizer, or call restore(path) "
+        "without one to see what the file holds."
+    )
+
+
+def _restore_as_stored(path: PathLike) -> dict[str, Any]:
+    """The file's tree as nested dicts by its stored names (flat for a plain file)."""
+    with open(path, "rb") as f:
+        header = _open_header(path, f)
+        arrays = _read_data(path, f, header)
+    leaves = {}
+    for entry in header.structure:
+        array = arrays[entry["path"]]
+        if entry["dtype"] == _KEY:
+            leaves[entry["path"]] = jax.random.wrap_key_data(array, impl=entry["impl"])
+        elif jax.dtypes.canonicalize_dtype(array.dtype) != array.dtype:
+            leaves[entry["path"]] = array.copy()  # 64 bits without x64: NumPy keeps them
+        else:
+            leaves[entry["path"]] = jnp.asarray(array)
+    if header.plain:
+        return leaves
+    try:
+        empty = _loads(header.meta.get("empty", "[]"))
+    except ValueError as e:
+        raise _invalid(path, f"its list of empty dicts is not JSON ({_clip(str(e))})") from None
+    if not isinstance(empty, list) or not all(isinstance(e, str) and e for e in empty):
+        raise _invalid(path, "its list of empty dicts is not a list of names")
+    return _nest([*((name, {}) for name in empty), *leaves.items()], leaves)
+
+
+def _nest(entries: list[tuple[str, Any]], flat: dict[str, Any]) -> dict[str, Any]:
+    """Nested dicts from ``"a/b/c"`` names; ``flat`` if two names cannot nest (a leaf
+    ``a`` beside ``a/b``, which only dict keys holding ``/`` can make)."""
+    root: dict[str, Any] = {}
+    for name, value in entries:
+        *parents, last = name.split("/")
+        node = root
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                return flat
+        if last in node and not (isinstance(value, dict) and isinstance(node[last], dict)):
+            return flat
+        node.setdefault(last, value)
+    return root

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import inspect
 import operator
 import re
 import zlib
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import activations
-from jaxnn._checks import check_key, lookup
+from jaxnn._checks import check_key, lookup, narrow
 from jaxnn._types import ApplyFn, InitFn, Params, PRNGKey, Spec, State
 
 __all__ = [
@@ -99,6 +100,15 @@ def scope(name: str) -> Iterator[None]:
 class Layer:
     """An immutable layer: a pair of pure functions plus the facts combinators need.
 
+    Write a layer of your own as a function that returns a ``Layer`` (as ``Dense``
+    and ``BatchNorm`` are written); ``Layer`` is not meant to be subclassed.
+    ``Layer(init, apply, kind)`` checks, when the layer runs, what the two functions
+    return, and names the layer (by its path inside a model) when they return
+    anything else than ``(params, state)`` and ``(y, state)``. An ``apply`` that
+    takes no ``key`` or ``training`` keyword is called without them (a
+    deterministic layer). NumPy float64 and int64 inputs to ``apply`` are cast to
+    JAX's 32-bit dtypes (unless 64-bit mode is on), as ``fit`` casts them.
+
     Attributes:
         init: ``init(key, x) -> (params, state)``. ``x`` is an example input with
             its batch axis (an array or ``jax.ShapeDtypeStruct``); no data is read.
@@ -110,16 +120,34 @@ class Layer:
         child_inputs: for a combinator, ``child_inputs(params, state, x)`` gives the
             input spec of each child, in ``children`` order (used by ``summary``).
 
+    Raises:
+        TypeError: at construction, for an ``init`` or ``apply`` that is not a
+            function of the contract's arguments, or a ``kind`` that is not a
+            string; for a class that subclasses ``Layer``; for ``layer(x)``
+            (call ``layer.apply``) and for ``apply`` called with other than
+            ``(params, state, x)``.
+        LayerError: when ``init`` or ``apply`` returns anything but a pair
+            ``(params, state)`` of dicts, or ``(y, state)`` with a dict ``state``.
+
     Example:
         >>> import jax, jax.numpy as jnp
-        >>> double = Layer(
-        ...     init=lambda key, x: ({}, {}),
-        ...     apply=lambda p, s, x, *, key=None, training=False: (2 * x, s),
-        ...     kind="Double",
-        ... )
-        >>> params, state = double.init(jax.random.key(0), jnp.ones((1, 2)))
-        >>> double.apply(params, state, jnp.ones((1, 2)))[0].tolist()
-        [[2.0, 2.0]]
+        >>> def Scale():  # y = x * scale, one learned factor per feature
+        ...     def init(key, x):
+        ...         return {"scale": jnp.ones(x.shape[-1:])}, {}  # (params, state)
+        ...     def apply(params, state, x, *, key=None, training=False):
+        ...         return x * params["scale"][None, :], state
+        ...     return Layer(init, apply, "Scale")
+        >>> layer = Scale()
+        >>> params, state = layer.init(jax.random.key(0), jnp.ones((1, 2)))
+        >>> layer.apply(params, state, jnp.ones((1, 2)))[0].tolist()
+        [[1.0, 1.0]]
+        >>> forgetful = Layer(lambda key, x: ({}, {}), lambda p, s, x: 2 * x, "Double")
+        >>> forgetful.apply({}, {}, jnp.ones((4, 2)))
+        Traceback (most recent call last):
+        ...
+        jaxnn.core.LayerError: Double: apply returned an array of shape (4, 2) and dtype \
+float32, but apply must return a pair (y, state). End it with `return y, state` (the \
+state it was given, for a layer without state).
     """
 
     init: InitFn
@@ -128,6 +156,38 @@ class Layer:
     name: str | None = None
     children: tuple[tuple[str, Layer], ...] = ()
     child_inputs: Callable[[Params, State, Spec], Sequence[Spec]] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, str) or not self.kind:
+            raise TypeError(
+                f"Layer: kind must be a non-empty string naming the layer (such as "
+                f"'Dense'), got {self.kind!r}. Build it as Layer(init, apply, 'MyLayer')."
+            )
+        object.__setattr__(self, "init", _checked_init(self.kind, self.init))
+        object.__setattr__(self, "apply", _checked_apply(self.kind, self.apply))
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        del kwargs
+        raise TypeError(
+            f"class {cls.__name__}(Layer): a jaxnn layer is a value made by a function, not "
+            f"a subclass. Write {cls.__name__} as a function that returns a Layer:\n\n"
+            f"    def {cls.__name__}(features):\n"
+            "        def init(key, x):\n"
+            '            return {"kernel": ...}, {}  # (params, state)\n'
+            "        def apply(params, state, x, *, key=None, training=False):\n"
+            "            return y, state\n"
+            f'        return nn.Layer(init, apply, "{cls.__name__}")\n\n'
+            "(see 'Writing a layer' in the README and examples/custom_layer.py)."
+        )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        del args, kwargs  # a layer takes no call: the message shows the one to make
+        raise TypeError(
+            f"a {self.kind} layer is not called as layer(x): it is a pair of pure "
+            "functions. Use params, state = layer.init(key, x), then y, state = "
+            "layer.apply(params, state, x) (with a Trainer's state: "
+            "layer.apply(state.params, state.model_state, x), or trainer.predict(state, x))."
+        )
 
     def named(self, name: str) -> Layer:
         """Returns the same layer under the name ``name``.
@@ -146,6 +206,164 @@ class Layer:
             return label
         inner = ", ".join(f"{n}={c!r}" for n, c in self.children)
         return f"{label[:-1]}{', ' if self.name else ''}{inner})"
+
+
+# ------------------------------------------------- checking what a layer's functions do
+
+_INIT_USAGE = "init(key, x) -> (params, state)"
+_APPLY_USAGE = "apply(params, state, x, *, key=None, training=False) -> (y, state)"
+_MISSING = object()
+
+
+def _describe(value: Any) -> str:
+    """What came back, in a few words: ``an array of shape (16,) and dtype float32``."""
+    if value is None:
+        return "None"
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"an array of shape {tuple(value.shape)} and dtype {value.dtype}"
+    if isinstance(value, dict):
+        return f"one dict with entries {sorted(map(str, value))[:6]}" if value else "one empty dict"
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return f"a {type(value).__name__}"
+
+
+def _signature(fn: Callable) -> inspect.Signature | None:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):  # a callable whose signature Python cannot read
+        return None
+
+
+def _takes_keyword(signature: inspect.Signature, name: str) -> bool:
+    parameters = signature.parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return True
+    p = signature.parameters.get(name)
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return p is not None and p.kind in kinds
+
+
+def _checked_init(kind: str, init: Any) -> InitFn:
+    """``init`` wrapped so that a result other than ``(params, state)`` names the layer."""
+    if getattr(init, "_jaxnn_checked", False):
+        return init
+    if not callable(init):
+        raise TypeError(f"Layer {kind!r}: init must be a function {_INIT_USAGE}, got {init!r}.")
+    signature = _signature(init)
+    if signature is not None:
+        try:
+            signature.bind(None, None)
+        except TypeError:
+            raise TypeError(
+                f"Layer {kind!r}: init takes {signature}, but a layer's init is called as "
+                f"{_INIT_USAGE}. Give it the two arguments (key, x)."
+            ) from None
+
+    def checked(key: PRNGKey, x: Spec) -> tuple[Params, State]:
+        out = init(key, x)
+        if isinstance(out, dict):
+            raise LayerError(
+                kind,
+                f"init returned {_describe(out)}, but init must return a pair (params, "
+                "state) of dicts. End it with `return params, {}` for a layer without state.",
+            )
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise LayerError(
+                kind,
+                f"init returned {_describe(out)}, but init must return a pair (params, "
+                "state) of dicts. End it with `return params, state` (`{}` for none).",
+            )
+        for what, tree in zip(("params", "state"), out, strict=True):
+            if not isinstance(tree, dict):
+                raise LayerError(
+                    kind,
+                    f"init returned {what} as {_describe(tree)}, but {what} must be a dict "
+                    "of arrays keyed by name (such as {'kernel': ...}); use {} for none.",
+                )
+        return tuple(out)
+
+    return _mark(checked, init)
+
+
+def _checked_apply(kind: str, apply: Any) -> ApplyFn:
+    """``apply`` wrapped: called with the contract's arguments (without ``key`` or
+    ``training`` if it takes none), NumPy 64-bit inputs cast as ``fit`` casts them, and
+    a result other than ``(y, state)`` reported with the layer's name."""
+    if getattr(apply, "_jaxnn_checked", False):
+        return apply
+    if not callable(apply):
+        raise TypeError(f"Layer {kind!r}: apply must be a function {_APPLY_USAGE}, got {apply!r}.")
+    signature = _signature(apply)
+    pass_key = pass_training = True
+    if signature is not None:
+        try:
+            signature.bind(None, None, None)
+        except TypeError:
+            raise TypeError(
+                f"Layer {kind!r}: apply takes {signature}, but a layer's apply is called as "
+                f"{_APPLY_USAGE}. Give it the arguments (params, state, x)."
+            ) from None
+        pass_key = _takes_keyword(signature, "key")
+        pass_training = _takes_keyword(signature, "training")
+
+    def checked(
+        params: Any = _MISSING,
+        state: Any = _MISSING,
+        x: Any = _MISSING,
+        *extra: Any,
+        key: PRNGKey | None = None,
+        training: bool = False,
+    ) -> tuple[Any, State]:
+        if x is _MISSING or extra:
+            given = sum(a is not _MISSING for a in (params, state, x)) + len(extra)
+            raise TypeError(
+                f"{kind}.apply takes (params, state, x, *, key=None, training=False), got "
+                f"{given} positional argument(s). Call y, state = model.apply(params, state, "
+                "x), with params, state = model.init(key, x) (from a Trainer's state: "
+                "model.apply(state.params, state.model_state, x)); Flax's "
+                "model.apply(variables, x) is model.apply(params, state, x) here, and key "
+                "and training are keywords: apply(params, state, x, key=k, training=True)."
+            )
+        x = jax.tree.map(functools.partial(_as_jax_dtype, kind), x)
+        options: dict[str, Any] = {}
+        if pass_key:
+            options["key"] = key
+        if pass_training:
+            options["training"] = training
+        out = apply(params, state, x, **options)
+        if isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[1], dict):
+            return tuple(out)
+        if isinstance(out, (tuple, list)) and len(out) == 2:
+            problem = (
+                f"a pair whose second item is {_describe(out[1])}, but that item must be "
+                "the layer's state, a dict"
+            )
+        else:
+            problem = f"{_describe(out)}, but apply must return a pair (y, state)"
+        raise LayerError(
+            kind,
+            f"apply returned {problem}. End it with `return y, state` (the state it was "
+            "given, for a layer without state).",
+        )
+
+    return _mark(checked, apply)
+
+
+def _as_jax_dtype(kind: str, leaf: Any) -> Any:
+    """A NumPy leaf of 64 bits in JAX's dtype (as ``fit`` casts it); others as they are."""
+    if isinstance(leaf, (np.ndarray, np.generic)) and leaf.dtype.kind in "biufc":
+        return narrow(f"{kind}.apply", "x", np.asarray(leaf))
+    return leaf
+
+
+def _mark(checked: Callable, fn: Callable) -> Callable:
+    """Names ``checked`` after ``fn`` (no ``__wrapped__``: its signature is the contract's)."""
+    for attribute in ("__module__", "__name__", "__qualname__", "__doc__"):
+        with contextlib.suppress(AttributeError):
+            setattr(checked, attribute, getattr(fn, attribute))
+    checked._jaxnn_checked = True
+    return checked
 
 
 def _check_name(name: str) -> None:

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn._checks import check_positive_int
+from jaxnn._checks import check_positive_int, narrow
 from jaxnn._types import Params, PRNGKey, State
 from jaxnn.core import Layer, output_spec
 
@@ -105,42 +105,6 @@ def _check_dtype(where: str, what: str, dtype: Any) -> None:
         )
 
 
-def _narrow(where: str, what: str, arr: np.ndarray) -> np.ndarray:
-    """A 64-bit NumPy array in the dtype JAX computes in (32-bit unless 64-bit mode is
-    on), refused where a value would not survive the cast: an integer outside the
-    narrow type's range wraps, and a finite float64 beyond float32's range becomes Inf."""
-    target = np.dtype(jax.dtypes.canonicalize_dtype(arr.dtype))
-    if target == arr.dtype or not arr.size:
-        return arr
-    flat = arr.reshape(arr.shape[0], -1) if arr.ndim else arr.reshape(1, 1)
-    if jnp.issubdtype(arr.dtype, jnp.integer):
-        info = np.iinfo(target)
-        bad = ((flat < info.min) | (flat > info.max)).any(axis=1)
-        if bad.any():
-            rows = np.flatnonzero(bad)
-            raise ValueError(
-                f"{where}: {what} has {arr.dtype} values outside the {target} range "
-                f"[{info.min}, {info.max}] in {len(rows)} row(s): {_rows(rows)} (from "
-                f"{flat.min()} to {flat.max()}); JAX computes in {target} unless 64-bit mode "
-                "is on, and they would wrap around. Rescale them or pass floats, or "
-                "enable jax.config.update('jax_enable_x64', True)."
-            )
-    elif jnp.issubdtype(arr.dtype, jnp.floating):
-        big = np.finfo(target).max
-        bad = (np.isfinite(flat) & (np.abs(flat) > big)).any(axis=1)
-        if bad.any():
-            rows = np.flatnonzero(bad)
-            raise ValueError(
-                f"{where}: {what} has finite {arr.dtype} values that overflow {target} "
-                f"(largest magnitude {np.abs(flat[bad]).max():.3g} > {big:.3g}) in "
-                f"{len(rows)} row(s): {_rows(rows)}; JAX computes in {target} unless "
-                "64-bit mode is on, where they would become Inf. Rescale them (e.g. "
-                "standardise the features), or enable "
-                "jax.config.update('jax_enable_x64', True)."
-            )
-    return arr.astype(target)
-
-
 def _to_array(where: str, what: str, a: Any) -> jax.Array:
     if isinstance(a, jax.Array):
         arr = a
@@ -167,7 +131,7 @@ def _to_array(where: str, what: str, a: Any) -> jax.Array:
                 f"{_rows(rows)}. Clean or drop those rows before training."
             )
     if isinstance(arr, np.ndarray):
-        arr = _narrow(where, what, arr)
+        arr = narrow(where, what, arr)
     return jnp.asarray(arr)
 
 

@@ -23,6 +23,11 @@ axis, as in Keras; any other difference raises a ``ValueError`` naming both shap
 Targets of any integer or float dtype are cast; the result is computed in at least
 float32, so bfloat16 predictions give accurate logarithms and sums.
 
+A function of your own may take its arguments in either order: Keras's ``fn(y_true,
+y_pred)`` or optax's ``fn(predictions, targets)``. :func:`get` reads the order from the
+names of its first two parameters (:func:`predictions_first`); when the names do not
+say, it asks for ``order="keras"`` or ``order="optax"``.
+
 The building blocks of these rules are public, for :mod:`jaxnn.metrics` and for custom
 losses: :func:`check_batch`, :func:`align` and :func:`sparse_targets` check and shape
 targets; :func:`compute_dtype`, :func:`per_example_mean` and :func:`weighted_mean`
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -63,6 +69,7 @@ __all__ = [
     "mean_squared_error",
     "per_example_fn",
     "per_example_mean",
+    "predictions_first",
     "sparse_categorical_crossentropy",
     "sparse_targets",
     "weighted_mean",
@@ -807,6 +814,109 @@ def per_example_fn(fn: Callable[[Any, Any], Any], name: str, kind: str = "loss")
     return per_example
 
 
+_PREDICTION_NAMES = frozenset(
+    {
+        "y_pred", "pred", "preds", "prediction", "predictions", "p", "y_hat", "yhat",
+        "logits", "logit", "log_predictions", "predictor_outputs", "outputs", "output",
+        "out", "scores", "probs", "probabilities", "input", "inputs",
+    }
+)  # fmt: skip
+"""Parameter names that mark the predictions (Keras's, optax's, PyTorch's words)."""
+_TARGET_NAMES = frozenset(
+    {"y_true", "true", "y", "t", "targets", "target", "labels", "label", "truth", "gold"}
+)
+"""Parameter names that mark the targets."""
+_ORDERS = ("optax", "keras")
+"""The argument orders of a user's function: ``"optax"`` is ``fn(predictions, targets)``,
+``"keras"`` is ``fn(y_true, y_pred)``."""
+
+
+def _first_two(fn: Callable) -> tuple[tuple[str, ...], str]:
+    """The names of ``fn``'s first two positional parameters, and its signature as text
+    (``"(which Python cannot read)"`` for a callable without one)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return (), "(which Python cannot read)"
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    names = tuple(p.name for p in signature.parameters.values() if p.kind in positional)
+    return names[:2], str(signature)
+
+
+def predictions_first(
+    fn: Callable[[Any, Any], Any], name: str, kind: str = "loss", order: str | None = None
+) -> Callable[[Any, Any], Any]:
+    """``fn`` as a function of ``(predictions, targets)``, whichever order it takes.
+
+    Keras calls a loss or metric ``fn(y_true, y_pred)``; optax and jaxnn call it
+    ``fn(predictions, targets)``. Passing one where the other is expected trains on
+    a wrong loss without an error, so the order is read from the names of ``fn``'s
+    first two parameters: targets are ``y_true``, ``targets``/``target``,
+    ``labels``/``label``, ``y``, ``t``, ...; predictions are ``y_pred``,
+    ``predictions``, ``logits``, ``outputs``, ``y_hat``, ``p``, ``input``, ...
+    When the names say neither (``(a, b)``), declare the order.
+
+    Args:
+        fn: the user's function of two arrays (or pytrees).
+        name: its name, for the message.
+        kind: ``"loss"`` or ``"metric"``, for the message.
+        order: ``None`` to read it from the names; ``"keras"`` for
+            ``fn(y_true, y_pred)``; ``"optax"`` for ``fn(predictions, targets)``.
+
+    Returns:
+        ``fn`` itself for the optax order, else ``lambda predictions, targets:
+        fn(targets, predictions)``.
+
+    Raises:
+        ValueError: when the names do not tell the order and ``order`` is ``None``,
+            or for an ``order`` that is not ``"keras"`` or ``"optax"``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> def keras_style(y_true, y_pred):
+        ...     return y_pred - y_true
+        >>> predictions_first(keras_style, "keras_style")(jnp.ones(2), jnp.zeros(2)).tolist()
+        [1.0, 1.0]
+        >>> predictions_first(lambda a, b: a - b, "lambda")
+        Traceback (most recent call last):
+        ...
+        ValueError: loss 'lambda': cannot tell the order of its arguments from their names \
+(a, b). Keras calls a loss fn(y_true, y_pred), optax and jaxnn fn(predictions, targets). \
+Name them so (y_true/y_pred, labels/logits, targets/predictions), or declare the order: \
+nn.losses.get(fn, order='keras') for fn(y_true, y_pred), order='optax' for \
+fn(predictions, targets).
+    """
+    if order is None:
+        names, signature = _first_two(fn)
+        first, second = (*names, "", "")[:2]
+        if first in _PREDICTION_NAMES and second in _TARGET_NAMES:
+            order = "optax"
+        elif first in _TARGET_NAMES and second in _PREDICTION_NAMES:
+            order = "keras"
+        else:
+            module = "losses" if kind == "loss" else "metrics"
+            raise ValueError(
+                f"{kind} {name!r}: cannot tell the order of its arguments from their names "
+                f"{signature}. Keras calls a {kind} fn(y_true, y_pred), optax and jaxnn "
+                "fn(predictions, targets). Name them so (y_true/y_pred, labels/logits, "
+                f"targets/predictions), or declare the order: nn.{module}.get(fn, "
+                "order='keras') for fn(y_true, y_pred), order='optax' for "
+                "fn(predictions, targets)."
+            )
+    if order not in _ORDERS:
+        raise ValueError(
+            f"{kind} {name!r}: order must be 'keras' (fn(y_true, y_pred)) or 'optax' "
+            f"(fn(predictions, targets)), got {order!r}."
+        )
+    if order == "optax":
+        return fn
+
+    def swapped(predictions: Any, targets: Any) -> Any:
+        return fn(targets, predictions)
+
+    return swapped
+
+
 def function_name(fn: Callable) -> str:
     """The name a loss or metric made from ``fn`` has in logs.
 
@@ -829,7 +939,7 @@ def function_name(fn: Callable) -> str:
     return "lambda" if name == "<lambda>" else name
 
 
-def get(loss: str | Callable | Loss, **kwargs: Any) -> Loss:
+def get(loss: str | Callable | Loss, *, order: str | None = None, **kwargs: Any) -> Loss:
     """Returns a :class:`Loss` for a Keras name, a loss function, or a :class:`Loss`.
 
     Args:
@@ -840,23 +950,36 @@ def get(loss: str | Callable | Loss, **kwargs: Any) -> Loss:
               ``"binary_crossentropy"``/``"bce"``, ``"categorical_crossentropy"``,
               ``"sparse_categorical_crossentropy"``;
             * a function of this module (``losses.huber``), used per example;
-            * any function ``f(predictions, targets)`` returning ``(batch,)`` values,
-              ``(batch, ...)`` values (averaged per example) or a scalar mean (see
-              :func:`per_example_fn`);
+            * any function of the predictions and the targets, in Keras's order
+              ``f(y_true, y_pred)`` or optax's ``f(predictions, targets)`` (read from
+              its parameter names, see :func:`predictions_first`), returning
+              ``(batch,)`` values, ``(batch, ...)`` values (averaged per example) or a
+              scalar mean (see :func:`per_example_fn`);
             * a :class:`Loss`, returned as is (with ``kwargs``, rebound).
+        order: for a function of your own whose parameter names do not tell the
+            order: ``"keras"`` for ``f(y_true, y_pred)``, ``"optax"`` for
+            ``f(predictions, targets)``.
         **kwargs: options of the loss, e.g. ``from_logits=True`` or ``delta=2.0``.
 
     Returns:
         The :class:`Loss`, named by its lower-cased name or the function's name.
 
     Raises:
-        ValueError: for an unknown name (the message suggests close matches), or an
+        ValueError: for an unknown name (the message suggests close matches), an
             option the loss does not take (checked against its keyword parameters
-            after ``predictions`` and ``targets``).
+            after ``predictions`` and ``targets``), a function whose parameter names
+            do not tell their order (without ``order``), or an ``order`` given with
+            a name or a built-in loss.
         TypeError: for a ``loss`` of the wrong type.
 
     Example:
         >>> import jax.numpy as jnp
+        >>> def bce(y_true, y_pred):  # Keras's order, found from the names
+        ...     return -(y_true * jnp.log(y_pred) + (1 - y_true) * jnp.log(1 - y_pred))
+        >>> round(float(get(bce).per_example(jnp.array([[0.9]]), jnp.array([[1.0]]))[0]), 4)
+        0.1054
+        >>> get(lambda a, b: (a - b) ** 2, order="optax").name
+        'lambda'
         >>> loss = get("binary_crossentropy", from_logits=True)
         >>> loss.name, dict(loss.kwargs)
         ('binary_crossentropy', {'from_logits': True})
@@ -869,6 +992,13 @@ def get(loss: str | Callable | Loss, **kwargs: Any) -> Loss:
 mean 'delta'?
     """
     frozen = MappingProxyType(dict(kwargs))
+    builtin = next((v for k, v in _OF_FUNCTION.items() if k is loss), None)
+    if order is not None and (isinstance(loss, (str, Loss)) or builtin is not None):
+        raise ValueError(
+            f"loss {loss if isinstance(loss, str) else function_name(loss)!r}: order is "
+            "for a function of your own (its argument order); a name, a built-in loss or "
+            "a Loss already takes (predictions, targets). Drop order."
+        )
     if isinstance(loss, Loss):
         if not kwargs:
             return loss
@@ -883,11 +1013,10 @@ mean 'delta'?
     if callable(loss):
         name = function_name(loss)
         where = f"loss {name!r}"
-        builtin = next((v for k, v in _OF_FUNCTION.items() if k is loss), None)
         if builtin is not None:
             per_example = bind_options(where, builtin, kwargs, positional=2)
             return Loss(name, per_example, frozen, _TARGET_CHECKS.get(builtin))
-        fn = bind_options(where, loss, kwargs, positional=2)
+        fn = predictions_first(bind_options(where, loss, kwargs, positional=2), name, "loss", order)
         return Loss(name, per_example_fn(fn, name, "loss"), frozen)
     raise TypeError(
         f"loss must be a name such as 'mse', a function f(predictions, targets) or a Loss, "

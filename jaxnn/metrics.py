@@ -37,6 +37,7 @@ from jaxnn.losses import (
     function_name,
     per_example_fn,
     per_example_mean,
+    predictions_first,
     sparse_targets,
 )
 from jaxnn.losses import get as get_loss
@@ -392,7 +393,9 @@ _BUILTINS = frozenset(
 )
 
 
-def get(metric: str | Callable | Loss | Metric, **kwargs: Any) -> Metric:
+def get(
+    metric: str | Callable | Loss | Metric, *, order: str | None = None, **kwargs: Any
+) -> Metric:
     """Returns a :class:`Metric` for a Keras name, a function, a Loss or a Metric.
 
     Args:
@@ -405,10 +408,15 @@ def get(metric: str | Callable | Loss | Metric, **kwargs: Any) -> Metric:
             * a function of this module (``metrics.accuracy``);
             * a :class:`jaxnn.losses.Loss` (its per-example values, e.g. to log a
               second loss);
-            * any function ``f(predictions, targets)`` returning ``(batch,)`` values,
-              ``(batch, ...)`` values (averaged per example) or a scalar mean (see
-              :func:`jaxnn.losses.per_example_fn`);
+            * any function of the predictions and the targets, in Keras's order
+              ``f(y_true, y_pred)`` or optax's ``f(predictions, targets)`` (read from
+              its parameter names, see :func:`jaxnn.losses.predictions_first`),
+              returning ``(batch,)`` values, ``(batch, ...)`` values (averaged per
+              example) or a scalar mean (see :func:`jaxnn.losses.per_example_fn`);
             * a :class:`Metric`, returned as is (with ``kwargs``, rebound).
+        order: for a function of your own whose parameter names do not tell the
+            order: ``"keras"`` for ``f(y_true, y_pred)``, ``"optax"`` for
+            ``f(predictions, targets)``.
         **kwargs: options, e.g. ``threshold=0.0`` for ``"binary_accuracy"`` or
             ``"accuracy"`` on logits.
 
@@ -416,12 +424,19 @@ def get(metric: str | Callable | Loss | Metric, **kwargs: Any) -> Metric:
         The :class:`Metric`, its options in ``kwargs``.
 
     Raises:
-        ValueError: for an unknown name (the message suggests close matches), or an
+        ValueError: for an unknown name (the message suggests close matches), an
             option the metric does not take (checked against its keyword parameters
-            after ``predictions`` and ``targets``).
+            after ``predictions`` and ``targets``), a function whose parameter names
+            do not tell their order (without ``order``), or an ``order`` given with
+            a name, a built-in metric, a Loss or a Metric.
         TypeError: for a ``metric`` of the wrong type.
 
     Example:
+        >>> import jax.numpy as jnp
+        >>> def hits(y_true, y_pred):  # Keras's order, found from the names
+        ...     return (y_pred > 0.5) == (y_true > 0.5)
+        >>> get(hits).per_example(jnp.array([[0.9], [0.2]]), jnp.array([[1.0], [1.0]])).tolist()
+        [1.0, 0.0]
         >>> get("accuracy").name, get("ACC").name
         ('accuracy', 'ACC')
         >>> dict(get("binary_accuracy", threshold=0.0).kwargs)
@@ -432,6 +447,14 @@ def get(metric: str | Callable | Loss | Metric, **kwargs: Any) -> Metric:
         ValueError: unknown metric 'acuracy'. Did you mean 'accuracy', ...
     """
     frozen = MappingProxyType(dict(kwargs))
+    builtin = any(metric is b for b in _BUILTINS)
+    if order is not None and (isinstance(metric, (str, Loss, Metric)) or builtin):
+        given = metric if isinstance(metric, str) else getattr(metric, "name", None)
+        raise ValueError(
+            f"metric {given or function_name(metric)!r}: order is for a function of your "
+            "own (its argument order); a name, a built-in metric, a Loss or a Metric "
+            "already takes (predictions, targets). Drop order."
+        )
     if isinstance(metric, Metric):
         if not kwargs:
             return metric
@@ -447,8 +470,9 @@ def get(metric: str | Callable | Loss | Metric, **kwargs: Any) -> Metric:
     if callable(metric):
         name = function_name(metric)
         fn = bind_options(f"metric {name!r}", metric, kwargs, positional=2)
-        if any(metric is b for b in _BUILTINS):
+        if builtin:
             return Metric(name, fn, frozen)
+        fn = predictions_first(fn, name, "metric", order)
         return Metric(name, per_example_fn(fn, name, "metric"), frozen)
     raise TypeError(
         f"metric must be a name such as 'accuracy', a function f(predictions, targets), a "

@@ -247,6 +247,109 @@ def test_file_is_plain_safetensors(ckpt: Path) -> None:
     assert header["__metadata__"]["checksum"] == "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def test_restore_without_a_template_gives_the_stored_tree(ckpt: Path) -> None:
+    state = model_and_state()
+    save(ckpt, state)
+    tree = restore(ckpt)
+    assert sorted(tree) == ["key", "model_state", "opt_state", "params", "step"]
+    assert tree["model_state"] == {}  # empty dicts are recorded, so they come back
+    assert int(tree["step"]) == 7
+    assert jax.dtypes.issubdtype(tree["key"].dtype, jax.dtypes.prng_key)
+    np.testing.assert_array_equal(jax.random.key_data(tree["key"]), jax.random.key_data(state.key))
+    # Every stored name is a path through the nested dicts, holding that leaf's value.
+    names = [e["path"] for e in read_metadata(ckpt)["structure"]]
+    flat = dict(zip(names, jax.tree.leaves(state), strict=True))
+    for name, value in flat.items():
+        node = tree
+        for part in name.split("/"):
+            node = node[part]
+        if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+            value, node = jax.random.key_data(value), jax.random.key_data(node)
+        np.testing.assert_array_equal(node, value)
+    assert tree["params"]["dense"]["kernel"].dtype == jnp.float32
+
+
+def test_restore_without_a_template_of_small_trees(ckpt: Path) -> None:
+    save(ckpt, jnp.arange(3))
+    np.testing.assert_array_equal(restore(ckpt)["value"], [0, 1, 2])  # a bare array
+    save(ckpt, {})
+    assert restore(ckpt) == {}
+    save(ckpt, {"a": {}, "b": {"c": {}, "d": jnp.ones(2)}, "e": [jnp.zeros(1), jnp.ones(1)]})
+    tree = restore(ckpt)
+    assert tree["a"] == {} and tree["b"]["c"] == {} and sorted(tree["e"]) == ["0", "1"]
+    # Names that cannot nest (a leaf beside a subtree of one name) stay flat.
+    save(ckpt, {"a": jnp.ones(1), "a/b": jnp.zeros(1)})
+    assert sorted(restore(ckpt)) == ["a", "a/b"]
+
+
+_PLAIN_CODES = {"float32": "F32", "int64": "I64", "bfloat16": "BF16", "uint8": "U8"}
+
+
+def write_plain_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: Any) -> None:
+    """A safetensors file as PyTorch or Hugging Face write it, by the published format:
+    an 8-byte little-endian header length, a JSON header, then the raw bytes."""
+    header: dict[str, Any] = {} if metadata is None else {"__metadata__": metadata}
+    data = b""
+    for name, array in tensors.items():
+        raw = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+        header[name] = {
+            "dtype": _PLAIN_CODES[array.dtype.name],
+            "shape": list(array.shape),
+            "data_offsets": [len(data), len(data) + len(raw)],
+        }
+        data += raw
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data)
+
+
+def test_plain_safetensors_files(ckpt: Path, rng: np.random.Generator) -> None:
+    tensors = {
+        "model.layers.0.weight": rng.standard_normal((2, 3)).astype(np.float32),
+        "model.layers.0.bias": np.zeros(3, np.float32),
+        "position_ids": np.arange(4, dtype=np.int64)[None],
+        "embed": rng.standard_normal((2, 2)).astype(ml_dtypes.bfloat16),
+        "mask": np.array([1, 0, 1], np.uint8),
+    }
+    for metadata in ({"format": "pt"}, None):
+        write_plain_safetensors(ckpt, tensors, metadata)
+        out = restore(ckpt)  # a flat dict, named as in the file
+        assert sorted(out) == sorted(tensors)
+        for name, array in tensors.items():
+            assert out[name].dtype == array.dtype
+            assert np.asarray(out[name]).tobytes() == array.tobytes()
+        assert isinstance(out["position_ids"], np.ndarray)  # int64 kept exactly, as NumPy
+    # Names with '/' read into a template, by name.
+    write_plain_safetensors(ckpt, {"dense/kernel": tensors["model.layers.0.weight"]}, None)
+    like = {"dense": {"kernel": jax.ShapeDtypeStruct((2, 3), jnp.float32)}}
+    np.testing.assert_array_equal(
+        restore(ckpt, like)["dense"]["kernel"], tensors["model.layers.0.weight"]
+    )
+    with pytest.raises(
+        CheckpointError,
+        match=r"is a plain safetensors file \(written by another tool, without jaxnn's "
+        r"metadata\), so it has no jaxnn metadata to read\. Read its arrays with "
+        r"nn\.checkpoint\.restore\(path\)\.",
+    ):
+        read_metadata(ckpt)
+    ckpt.write_bytes(ckpt.read_bytes()[:-1])
+    with pytest.raises(
+        CheckpointError,
+        match=r"is a safetensors file without jaxnn's metadata that cannot be read: the "
+        r"tensor 'dense/kernel' has data_offsets \[0, 24\], not \[begin, end\]",
+    ):
+        restore(ckpt)
+
+
+def test_a_jaxnn_file_stripped_of_its_metadata_reads_as_plain(sample: bytes, scratch: Path):
+    header, data = split(sample)
+    scratch.write_bytes(craft({k: v for k, v in header.items() if k != "__metadata__"}, data))
+    out = restore(scratch)
+    assert sorted(out) == ["a", "b", "c", "k"]  # the key is its raw uint32 data now
+    np.testing.assert_array_equal(out["a"], SAMPLE["a"])
+    np.testing.assert_array_equal(out["k"], jax.random.key_data(SAMPLE["k"]))
+
+
 # ----------------------------------------------------------------------------- metadata
 
 
@@ -336,7 +439,9 @@ np.testing.assert_array_equal(jax.random.key_data(out["key"]), jax.random.key_da
 
 
 def test_restore_places_leaves_by_the_sharding_of_like(ckpt: Path) -> None:
-    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    # Appended, so that the settings of conftest.py (fast compiling) reach the child too.
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"
+    env = {"XLA_FLAGS": flags.strip()}
     child = python(SHARDED, str(ckpt), env_extra=env, stderr=subprocess.PIPE)
     _, err = child.communicate(timeout=60)
     assert child.returncode == 0, err.decode()
@@ -365,7 +470,8 @@ def test_mismatches_are_named_by_path(ckpt: Path) -> None:
         "opt_state/inner_state/0/nu/dense/kernel: shape (4, 8) in the file, (5, 8) expected",
         "step: dtype int32 in the file, float32 expected",
         "key: dtype key<threefry2x32> in the file, key<rbg> expected. Restore into a tree of "
-        "the same model and optimizer.",
+        "the same model and optimizer, or call restore(path) without one to see what the "
+        "file holds.",
     ]
 
 
@@ -393,10 +499,28 @@ def test_many_mismatches_are_summarised(ckpt: Path) -> None:
     save(ckpt, {f"w{i:02d}": jnp.ones(2) for i in range(30)})
     with pytest.raises(
         CheckpointError,
-        match=r"w19: shape \(2,\) in the file, \(3,\) expected; "
-        r"and 10 more\. Restore",
+        match=r"does not match the expected tree: 30 differences, the first 5: w00: shape "
+        r"\(2,\) in the file, \(3,\) expected; .*; w04: shape \(2,\) in the file, \(3,\) "
+        r"expected; and 25 more\. Restore into a tree",
     ):
         restore(ckpt, {f"w{i:02d}": jnp.ones(3) for i in range(30)})
+
+
+def test_a_state_restored_into_its_params_gets_a_short_error(ckpt: Path) -> None:
+    """The issue's case: restore(path, None) used to list 900 characters of leaves."""
+    state = model_and_state()
+    save(ckpt, state)
+    with pytest.raises(CheckpointError) as info:
+        restore(ckpt, state.params)
+    message = str(info.value)
+    assert len(message) < 900, message
+    assert re.search(
+        r"does not match the expected tree: \d+ differences, the first 5: dense/bias: missing "
+        r"from the file; .*; and \d+ more\. The file holds params, opt_state, step, key "
+        r"at its top; the expected tree, dense, dense_1\. Restore into a tree of "
+        r"the same model and optimizer, or call restore\(path\) without one",
+        message,
+    ), message
 
 
 def test_restore_rejects_bad_like_leaves(ckpt: Path) -> None:
@@ -605,13 +729,24 @@ HOSTILE = {
         lambda h, d: craft(b'{"a": 1, "a": 2}', d),
         r"the key 'a' appears twice",
     ),
+    # Without any of jaxnn's metadata a file is plain safetensors: it reads, but no typed
+    # key comes out of one, so SAMPLE's 'k' does not match (test_plain_safetensors_files).
     "no metadata": (
         lambda h, d: craft({k: v for k, v in h.items() if k != "__metadata__"}, d),
-        r"no '__metadata__' object of strings",
+        r"does not match the expected tree: k: shape \(2,\) in the file, \(\) expected; "
+        r"k: dtype uint32 in the file, key<threefry2x32> expected",
     ),
     "plain safetensors": (
         lambda h, d: craft({**h, "__metadata__": {"format": "pt"}}, d, sign=False),
-        r"does not say format 'jaxnn.checkpoint'",
+        r"does not match the expected tree: k: shape \(2,\)",
+    ),
+    "metadata of strings": (
+        lambda h, d: craft({**h, "__metadata__": {"format": 3}}, d, sign=False),
+        r"no '__metadata__' object of strings",
+    ),
+    "jaxnn format without its fields": (
+        lambda h, d: craft({**h, "__metadata__": {"format": "jaxnn.checkpoint"}}, d),
+        r"format version None, and this jaxnn reads version 1",
     ),
     "future version": (
         lambda h, d: craft({**h, "__metadata__": {**h["__metadata__"], "format_version": "9"}}, d),

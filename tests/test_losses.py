@@ -561,3 +561,71 @@ def test_custom_loss_of_the_wrong_shape_is_rejected():
 
     with pytest.raises(ValueError, match=r"loss 'bad' returned \(2,\) for 3 examples"):
         losses.get(bad).per_example(jnp.zeros((3, 2)), jnp.zeros((3, 2)))
+
+
+# ------------------------------------------------------- Keras's order and optax's
+
+
+def keras_bce(y_true, y_pred):
+    """Keras's custom-loss habit: targets first (the issue's silent wrong result)."""
+    return -(y_true * jnp.log(y_pred) + (1.0 - y_true) * jnp.log(1.0 - y_pred))
+
+
+def test_keras_and_optax_orders_are_read_from_the_names():
+    p = jnp.array([[0.9], [0.2], [0.6]])
+    t = jnp.array([[1.0], [0.0], [0.0]])
+    expected = [-math.log(0.9), -math.log(0.8), -math.log(0.4)]
+    np.testing.assert_allclose(losses.get(keras_bce).per_example(p, t), expected, rtol=1e-5)
+
+    def optax_style(logits, labels):
+        return jax.nn.softplus(logits) - labels * logits
+
+    z = jnp.log(p / (1.0 - p))  # the same probabilities as logits
+    np.testing.assert_allclose(losses.get(optax_style).per_example(z, t), expected, rtol=1e-5)
+    # Whatever the words, the function receives the predictions where it names them.
+    for fn in (
+        lambda predictions, targets: predictions,
+        lambda y_true, y_pred: y_pred,
+        lambda labels, logits: logits,
+        lambda output, target: output,
+    ):
+        assert losses.get(fn).per_example(p, t).tolist() == pytest.approx([0.9, 0.2, 0.6])
+
+
+def test_an_ambiguous_signature_asks_for_the_order():
+    with pytest.raises(
+        ValueError,
+        match=r"^loss 'lambda': cannot tell the order of its arguments from their names "
+        r"\(a, b\)\. Keras calls a loss fn\(y_true, y_pred\), optax and jaxnn "
+        r"fn\(predictions, targets\)\. Name them so \(y_true/y_pred, labels/logits, "
+        r"targets/predictions\), or declare the order: nn\.losses\.get\(fn, order='keras'\) "
+        r"for fn\(y_true, y_pred\), order='optax' for fn\(predictions, targets\)\.$",
+    ):
+        losses.get(lambda a, b: a - b)
+    with pytest.raises(ValueError, match=r"loss 'f': cannot tell .* \(\*args\)"):
+
+        def f(*args):
+            return args[0]
+
+        losses.get(f)
+    p, t = jnp.array([[3.0]]), jnp.array([[1.0]])
+    keras = losses.get(lambda a, b: b - a, order="keras")  # b is the prediction
+    optax = losses.get(lambda a, b: a - b, order="optax")  # a is the prediction
+    assert keras.per_example(p, t).tolist() == optax.per_example(p, t).tolist() == [2.0]
+
+
+def test_order_is_refused_where_the_order_is_known():
+    with pytest.raises(
+        ValueError,
+        match=r"^loss 'mse': order is for a function of your own \(its argument order\); a "
+        r"name, a built-in loss or a Loss already takes \(predictions, targets\)\. Drop order\.$",
+    ):
+        losses.get("mse", order="keras")
+    with pytest.raises(ValueError, match=r"^loss 'huber': order is for a function of your own"):
+        losses.get(losses.huber, order="optax")
+    with pytest.raises(
+        ValueError,
+        match=r"^loss 'keras_bce': order must be 'keras' \(fn\(y_true, y_pred\)\) or 'optax' "
+        r"\(fn\(predictions, targets\)\), got 'torch'\.$",
+    ):
+        losses.get(keras_bce, order="torch")

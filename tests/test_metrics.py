@@ -234,11 +234,14 @@ def test_get_functions_losses_and_custom_metrics():
 
 
 def test_metric_is_shaped_like_loss():
-    """name, per_example and kwargs, frozen, callable for the mean, jittable."""
+    """name, per_example and kwargs, frozen, callable for the mean, jittable; a loss
+    adds only its check of the targets' domain."""
     m = metrics.get("binary_accuracy", threshold=0.0)
+    loss_fields = [f.name for f in dataclasses.fields(losses.Loss)]
     assert [f.name for f in dataclasses.fields(metrics.Metric)] == [
-        f.name for f in dataclasses.fields(losses.Loss)
+        f for f in loss_fields if f != "check_targets"
     ]
+    assert "check_targets" in loss_fields
     assert (m.name, dict(m.kwargs)) == ("binary_accuracy", {"threshold": 0.0})
     with pytest.raises(dataclasses.FrozenInstanceError, match=r"cannot assign to field 'name'"):
         m.name = "other"
@@ -287,3 +290,25 @@ def test_shape_mistakes_are_reported():
         metrics.categorical_accuracy(jnp.zeros((4, 3)), jnp.zeros((4,)))
     with pytest.raises(ValueError, match=r"predictions have 4 examples but targets have 5"):
         metrics.mean_absolute_error(jnp.zeros((4, 1)), jnp.zeros((5, 1)))
+
+
+def test_metric_functions_in_keras_order_and_the_ambiguous_case():
+    p = jnp.array([[0.9], [0.2], [0.7]])
+    t = jnp.array([[1.0], [1.0], [0.0]])
+
+    def keras_accuracy(y_true, y_pred):  # Keras's order, read from the names
+        return jnp.mean((y_pred > 0.5) == (y_true > 0.5), axis=-1)
+
+    assert metrics.get(keras_accuracy).per_example(p, t).tolist() == [1.0, 0.0, 0.0]
+    with pytest.raises(
+        ValueError,
+        match=r"^metric 'lambda': cannot tell the order of its arguments from their names "
+        r"\(u, v\)\. Keras calls a metric fn\(y_true, y_pred\), optax and jaxnn "
+        r"fn\(predictions, targets\)\..*declare the order: nn\.metrics\.get\(fn, "
+        r"order='keras'\)",
+    ):
+        metrics.get(lambda u, v: u)
+    declared = metrics.get(lambda u, v: v[:, 0], order="keras")  # v is the prediction
+    np.testing.assert_allclose(declared.per_example(p, t), [0.9, 0.2, 0.7])
+    with pytest.raises(ValueError, match=r"^metric 'accuracy': order is for a function of"):
+        metrics.get("accuracy", order="keras")

@@ -255,6 +255,16 @@ def test_changing_hyperparameter_values_does_not_recompile():
     assert not np.allclose(losses[0], losses[1])  # the new values were used
 
 
+def test_fit_returns_a_fit_result_as_trainer_fit_does():
+    x, y = toy_data()
+    states = pop.init(CLASSIFIER, jax.random.key(0), x, MEMBERS)
+    result = pop.fit(CLASSIFIER, states, x, y, epochs=1, batch_size=BATCH)
+    trained, history = result
+    assert isinstance(result, nn.FitResult) and isinstance(history, nn.History)
+    assert result.state is trained and result.history is history
+    assert history["loss"].shape == (MEMBERS, 1)
+
+
 def test_shared_data_is_one_buffer_not_one_per_member():
     """Looks at the compiled program's buffers.
 

@@ -1,9 +1,12 @@
 """Training: TrainState, the jitted step, fit, evaluate, predict, callbacks."""
 
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 import jaxnn as nn
 
@@ -258,3 +261,142 @@ def test_keras_optimizer_names_and_defaults():
         tx = nn.optimizers.get(name)
         state = tx.init({"w": jnp.zeros(2)})
         np.testing.assert_allclose(state.hyperparams["learning_rate"], lr)
+
+
+# ------------------------------------------------------- Keras habits, save and load
+
+
+def test_keras_fit_habit_shows_the_state_first(key):
+    x, y = tutorial_data(10)
+    state_first = r"state = trainer\.init\(jax\.random\.key\(0\), X\); "
+    with pytest.raises(
+        TypeError,
+        match=r"^Trainer\.fit: the first argument is the TrainState, got data \(ndarray of shape "
+        r"\(10, 4\)\)\. A Trainer holds no weights: make the state first, then pass it, as in "
+        + state_first
+        + r"state, history = trainer\.fit\(state, X, y\)\.$",
+    ):
+        TUTORIAL.fit(x, y)
+    with pytest.raises(TypeError, match=state_first + r"trainer\.evaluate\(state, X, y\)"):
+        TUTORIAL.evaluate(x, y)
+    with pytest.raises(TypeError, match=state_first + r"trainer\.predict\(state, X\)"):
+        TUTORIAL.predict(x)
+    with pytest.raises(ValueError, match=r"^Trainer\.fit: x is None; pass the input data"):
+        TUTORIAL.fit(TUTORIAL.init(key, x))
+
+
+def test_fit_result_unpacks_and_has_state_and_history(key):
+    x, y = tutorial_data(10)
+    state = TUTORIAL.init(key, x)
+    result = TUTORIAL.fit(state, x, y, epochs=2, batch_size=5, verbose=0)
+    assert isinstance(result, nn.FitResult)
+    new_state, history = result  # the unpacking every README line uses
+    assert result.state is new_state and result.history is history
+    assert isinstance(history, nn.History) and sorted(history) == ["accuracy", "loss"]
+    assert result.history["loss"].shape == (2,)  # Keras's fit(...).history["loss"]
+    per_epoch = TUTORIAL.fit(state, x, y, epochs=1, batch_size=5, verbose=0, callbacks=[])
+    assert isinstance(per_epoch, nn.FitResult)
+
+
+def test_learning_rate_goes_to_the_named_optimizer(key):
+    model = nn.Dense(1)
+    trainer = nn.Trainer(model, "mse", "adam", learning_rate=1e-2)
+    state = trainer.init(key, jnp.zeros((1, 3)))
+    np.testing.assert_allclose(state.opt_state.hyperparams["learning_rate"], 1e-2)
+    with pytest.raises(
+        ValueError,
+        match=r"^Trainer: learning_rate is for a named optimizer \(optimizer='adam'\); an optax "
+        r"transformation carries its own, e\.g\. optax\.adam\(learning_rate=1e-2\)\.",
+    ):
+        nn.Trainer(model, "mse", optax.adam(1e-3), learning_rate=1e-2)
+    for bad in (0.0, -1.0, float("nan"), True, "1e-2"):
+        with pytest.raises(ValueError, match=r"^Trainer: learning_rate must be a positive number"):
+            nn.Trainer(model, "mse", "adam", learning_rate=bad)
+
+
+def test_a_keras_style_loss_trains_as_the_built_in_one(key):
+    """The issue's silent wrong result: bce(y_true, y_pred) was called the other way round."""
+
+    def bce(y_true, y_pred):
+        p = jnp.clip(y_pred, 1e-7, 1 - 1e-7)
+        return -(y_true * jnp.log(p) + (1 - y_true) * jnp.log(1 - p))
+
+    model = nn.Sequential(nn.Dense(4, "relu"), nn.Dense(1, "sigmoid"))
+    x, y = tutorial_data(20)
+    custom = nn.Trainer(model, bce, "sgd")
+    builtin = nn.Trainer(model, "binary_crossentropy", "sgd")
+    state = builtin.init(key, x)
+    np.testing.assert_allclose(
+        custom.evaluate(state, x, y)["loss"], builtin.evaluate(state, x, y)["loss"], rtol=1e-5
+    )
+
+
+def test_save_and_load_in_one_line_each(key, tmp_path):
+    x, y = tutorial_data(10)
+    state, _ = TUTORIAL.fit(TUTORIAL.init(key, x), x, y, epochs=1, batch_size=5, verbose=0)
+    path = tmp_path / "model.safetensors"
+    TUTORIAL.save(path, state)
+    loaded = TUTORIAL.load(path)
+    assert jax.tree.structure(loaded) == jax.tree.structure(state)
+    for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(state), strict=True):
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(TUTORIAL.predict(loaded, x), TUTORIAL.predict(state, x))
+    assert TUTORIAL.load(path, like=state).step == state.step
+    # Without a trainer: nested dicts, straight into model.apply.
+    stored = nn.checkpoint.restore(path)
+    y_hat, _ = TUTORIAL.model.apply(stored["params"], stored["model_state"], x)
+    np.testing.assert_allclose(y_hat, TUTORIAL.predict(state, x), rtol=1e-6)
+    nn.checkpoint.save(path, state.params)
+    with pytest.raises(
+        nn.CheckpointError,
+        match=r"Trainer\.load: .* holds \['dense', 'dense_1'\], not a TrainState \(params, "
+        r"model_state, opt_state, step, key\) as Trainer\.save and fit's checkpoints write it",
+    ):
+        TUTORIAL.load(path)
+    with pytest.raises(TypeError, match=r"^Trainer\.save: state must be a TrainState"):
+        TUTORIAL.save(path, state.params)
+
+
+def test_history_plot(monkeypatch):
+    pytest.importorskip("matplotlib")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    import matplotlib.pyplot as plt
+
+    history = nn.History(
+        {
+            "loss": np.array([0.9, 0.6, 0.4]),
+            "accuracy": np.array([0.5, 0.7, 0.8]),
+            "val_loss": np.array([1.0, 0.8, 0.7]),
+            "val_accuracy": np.array([0.4, 0.6, 0.7]),
+            "skipped_steps": np.array([0, 0, 1]),
+        }
+    )
+    fig = history.plot()
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "accuracy"]
+    loss = fig.axes[0]
+    assert [line.get_label() for line in loss.get_lines()] == ["training", "validation"]
+    np.testing.assert_array_equal(loss.get_lines()[1].get_ydata(), [1.0, 0.8, 0.7])
+    plt.close(fig)
+    members = nn.History({"loss": np.array([[0.9, 0.5], [0.8, 0.6]])})  # a population's
+    fig = members.plot()
+    assert len(fig.axes[0].get_lines()) == 2
+    plt.close(fig)
+    with pytest.raises(
+        ValueError,
+        match=r"^History\.plot: 'los' is not a log of this history; its logs are \['loss', "
+        r"'accuracy'\]\. Did you mean 'loss'\?$",
+    ):
+        history.plot(["los"])
+
+
+def test_history_plot_without_matplotlib_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    with pytest.raises(
+        ImportError,
+        match=r"^History\.plot needs matplotlib, which is not installed: pip install "
+        r"matplotlib \(or pip install -e '\.\[examples\]' in a jaxnn checkout\)\.$",
+    ):
+        nn.History({"loss": np.array([1.0])}).plot()

@@ -23,7 +23,7 @@ from jaxnn.data import Data
 from jaxnn.population.build import check_trainer, num_members
 from jaxnn.population.strategy import check_strategy, over_members
 from jaxnn.train import EarlyStopping, History, Trainer, TrainState, finish, stopping_rule
-from jaxnn.train.callbacks import check_monitors
+from jaxnn.train.callbacks import FitResult, check_monitors
 from jaxnn.train.guard import finite_leaves
 from jaxnn.train.progress import Progress, check_verbose
 
@@ -299,7 +299,7 @@ def fit(
     on_nonfinite: str = "stop",
     steps_per_epoch: int | None = None,
     steps_per_execution: int | None = None,
-) -> tuple[TrainState, History]:
+) -> FitResult:
     """Trains every member of a population, as one compiled program.
 
     ``x`` may instead be a stream of batches shared by all members (as for
@@ -344,7 +344,8 @@ def fit(
             ``"ignore"``: no check; such a member's params go non-finite.
 
     Returns:
-        ``(states, history)``; every log has shape ``(members, epochs)``. With early
+        ``(states, history)``, a :class:`~jaxnn.train.FitResult` (also read as
+        ``.state`` and ``.history``); every log has shape ``(members, epochs)``. With early
         stopping ``history["stopped_epoch"]`` gives, per member, the 0-based epoch at
         which it stopped (-1 if it never did); under ``on_nonfinite="stop"``,
         ``history["nonfinite_epoch"]`` (``(members,)``) gives the epoch it went
@@ -485,7 +486,7 @@ def fit(
         history["stopped_epoch"] = np.asarray(carry.stop.stopped_epoch)
         if stopping.restore:
             states = carry.best_state
-    return states, History(history)
+    return FitResult(states, History(history))
 
 
 def _fit_per_epoch(

@@ -6,7 +6,7 @@ One concept per module:
   ``Programs``: init, step, guarded step, epoch, evaluate, predict), the seam that
   ``Trainer`` compiles and :mod:`jaxnn.population` vmaps;
 * :mod:`~jaxnn.train.trainer`: ``Trainer`` and its compiled ``fit``;
-* :mod:`~jaxnn.train.callbacks`: ``History``, ``Callback``, ``EarlyStopping`` and the
+* :mod:`~jaxnn.train.callbacks`: ``History``, ``FitResult``, ``Callback``, ``EarlyStopping`` and the
   pure stopping rule it shares with populations;
 * :mod:`~jaxnn.train.guard`: the non-finite guard and ``NonFiniteError``;
 * :mod:`~jaxnn.train.checkpointing`: the ``Checkpointing`` settings and directory;
@@ -16,6 +16,7 @@ One concept per module:
 from jaxnn.train.callbacks import (
     Callback,
     EarlyStopping,
+    FitResult,
     History,
     LambdaCallback,
     StoppingRule,
@@ -31,6 +32,7 @@ __all__ = [
     "Callback",
     "Checkpointing",
     "EarlyStopping",
+    "FitResult",
     "History",
     "LambdaCallback",
     "NonFiniteError",

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import matplotlib.figure
 
 from jaxnn._checks import check_positive_int, did_you_mean, resolve_mode
 
 __all__ = [
     "Callback",
     "EarlyStopping",
+    "FitResult",
     "History",
     "LambdaCallback",
     "StopState",
@@ -51,6 +55,103 @@ class History(dict):
         """How many epochs were run."""
         # A population's logs are (members, epochs): the epochs are the last axis.
         return int(np.shape(next(iter(self.values())))[-1]) if self else 0
+
+    def plot(self, names: Iterable[str] | None = None) -> matplotlib.figure.Figure:
+        """Plots the logs per epoch in one figure: a panel per log, validation beside
+        training.
+
+        Each panel shows a log (``loss``, ``accuracy``, ...) against the epoch, with
+        its ``val_`` twin as a dashed line when there is one. A population's logs
+        (``(members, epochs)``) draw one thin line per member. Counters that are not
+        curves (``skipped_steps``, ``stopped_epoch``, ``nonfinite_epoch``) are left
+        out. matplotlib is imported only here (``pip install matplotlib``, or the
+        ``[examples]`` extra); save the figure with ``fig.savefig("history.png")``.
+
+        Args:
+            names: the logs to plot (training names: ``["loss"]``), in that order;
+                ``None`` for every log.
+
+        Returns:
+            The ``matplotlib.figure.Figure``.
+
+        Raises:
+            ImportError: if matplotlib is not installed, with the command to install it.
+            ValueError: for a name that is not a log (the message lists the logs), or
+                a history without epochs.
+
+        Example:
+            >>> h = History({"loss": np.array([0.9, 0.5]), "val_loss": np.array([1.0, 0.7]),
+            ...              "accuracy": np.array([0.6, 0.8])})
+            >>> fig = h.plot()
+            >>> [ax.get_title() for ax in fig.axes]
+            ['loss', 'accuracy']
+            >>> import matplotlib.pyplot as plt; plt.close(fig)
+        """
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as e:
+            raise ImportError(
+                "History.plot needs matplotlib, which is not installed: pip install "
+                "matplotlib (or pip install -e '.[examples]' in a jaxnn checkout)."
+            ) from e
+        skip = {"skipped_steps", "stopped_epoch", "nonfinite_epoch"}
+        logs = [k for k in self if not k.startswith("val_") and k not in skip]
+        logs += [k[4:] for k in self if k.startswith("val_") and k[4:] not in self]
+        if names is None:
+            names = logs
+        else:
+            names = [names] if isinstance(names, str) else list(names)
+            for name in names:
+                if name not in logs:
+                    raise ValueError(
+                        f"History.plot: {name!r} is not a log of this history; its logs "
+                        f"are {logs}.{did_you_mean(str(name), logs)}"
+                    )
+        if not names or not self.epochs:
+            raise ValueError(
+                "History.plot: this history holds no epochs to plot (fit ran 0 epochs)."
+            )
+        fig, axes = plt.subplots(
+            1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False, layout="constrained"
+        )
+        for ax, name in zip(axes[0], names, strict=True):
+            for log, style, label in ((name, "-", "training"), (f"val_{name}", "--", "validation")):
+                if log not in self:
+                    continue
+                values = np.asarray(self[log], dtype=np.float64)
+                rows = values.reshape(-1, values.shape[-1])
+                epochs = np.arange(1, rows.shape[-1] + 1)
+                width, alpha = (1.5, 1.0) if len(rows) == 1 else (0.8, 0.4)
+                color = "C0" if style == "-" else "C1"
+                for i, row in enumerate(rows):
+                    ax.plot(
+                        epochs, row, style, color=color, linewidth=width, alpha=alpha,
+                        label=label if i == 0 else None,
+                    )  # fmt: skip
+            ax.set_title(name)
+            ax.set_xlabel("epoch")
+            ax.legend()
+        return fig
+
+
+class FitResult(NamedTuple):
+    """What ``fit`` returns: unpacks as ``state, history = trainer.fit(...)``.
+
+    Keras code that keeps the result whole reads on too: ``result.history["loss"]``.
+
+    Attributes:
+        state: the trained :class:`~jaxnn.TrainState` (a population's stacked one).
+        history: the :class:`History` of per-epoch logs.
+
+    Example:
+        >>> result = FitResult("state", History({"loss": np.array([0.5, 0.25])}))
+        >>> state, history = result
+        >>> result.history["loss"].tolist(), result.state
+        ([0.5, 0.25], 'state')
+    """
+
+    state: Any
+    history: History
 
 
 class Callback:

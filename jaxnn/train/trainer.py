@@ -18,6 +18,7 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from jaxnn import checkpoint as checkpoint_lib
 from jaxnn import data as data_lib
 from jaxnn import losses as losses_lib
 from jaxnn import metrics as metrics_lib
@@ -34,7 +35,7 @@ from jaxnn._types import Params, PRNGKey, State
 from jaxnn.core import Layer, as_layer, spec_of
 from jaxnn.data import Data
 from jaxnn.parallel import DataParallel
-from jaxnn.train.callbacks import Callback, History, as_callbacks, check_monitors
+from jaxnn.train.callbacks import Callback, FitResult, History, as_callbacks, check_monitors
 from jaxnn.train.checkpointing import CheckpointDirectory, Checkpointing, fingerprint
 from jaxnn.train.guard import new_guard, nonfinite_error
 from jaxnn.train.programs import Programs, TrainState, finish, programs
@@ -75,17 +76,30 @@ class Trainer:
     Args:
         model: a :class:`~jaxnn.Layer` (or a plain function, lifted).
         loss: a loss name (``"binary_crossentropy"``, ``"mse"``, ...) or a function
-            ``loss(predictions, targets)`` giving one value per example.
+            of your own giving one value per example (or a mean), in Keras's order
+            ``loss(y_true, y_pred)`` or optax's ``loss(predictions, targets)``: the
+            order is read from the parameter names (``y_true``/``y_pred``,
+            ``labels``/``logits``, ``targets``/``predictions``, ...), and names that
+            do not tell it (``(a, b)``) are an error; declare the order with
+            ``nn.losses.get(fn, order="keras")`` (or ``"optax"``).
         optimizer: a Keras name (``"adam"``, ``"sgd"``, ``"rmsprop"``, ``"adamw"``)
             with Keras's defaults, or an optax transformation.
-        metrics: names (``"accuracy"``, ``"mae"``, ...) or metric functions.
+        metrics: names (``"accuracy"``, ``"mae"``, ...) or metric functions, in
+            either order as for ``loss`` (``nn.metrics.get(fn, order=...)``).
+        learning_rate: the named optimizer's learning rate, instead of Keras's
+            default (``Trainer(model, "mse", "adam", learning_rate=1e-2)`` is
+            ``optimizer=nn.optimizers.get("adam", learning_rate=1e-2)``); a number or
+            an optax schedule. An optax transformation carries its own.
         parallel: ``None`` for one device, or a :class:`~jaxnn.parallel.DataParallel`
             (from :func:`jaxnn.parallel.data_parallel`): every batch of ``fit``,
             ``evaluate``, ``predict`` and ``train_step`` is split over the devices of
             a mesh axis, and the states this trainer returns are replicated on them.
 
     Raises:
-        ValueError: for unknown names, or metric names that repeat or are ``"loss"``.
+        ValueError: for unknown names, metric names that repeat or are ``"loss"``, a
+            loss or metric function whose argument order its names do not tell, or a
+            ``learning_rate`` that is not positive or comes with an optax
+            transformation.
         TypeError: for a ``parallel`` that is not a ``DataParallel``.
 
     Example:
@@ -108,6 +122,7 @@ class Trainer:
         optimizer: str | optax.GradientTransformation = "adam",
         metrics: Sequence[str | Callable] = (),
         *,
+        learning_rate: float | Callable | None = None,
         parallel: DataParallel | None = None,
     ):
         if parallel is not None and not isinstance(parallel, DataParallel):
@@ -122,7 +137,7 @@ class Trainer:
             metrics = [metrics]  # one name, function or Metric
         self.model = as_layer(model)
         self.loss = losses_lib.get(loss)
-        self.optimizer = optimizers.get(optimizer)
+        self.optimizer = _optimizer(optimizer, learning_rate)
         self.metrics = tuple(metrics_lib.get(m) for m in metrics)
         names = [m.name for m in self.metrics]
         if len(set(names)) != len(names) or "loss" in names:
@@ -272,8 +287,8 @@ class Trainer:
     def fit(
         self,
         state: TrainState,
-        x: Any,
-        y: Any,
+        x: Any = None,
+        y: Any = None,
         *,
         epochs: int = 1,
         batch_size: int = 32,
@@ -288,7 +303,7 @@ class Trainer:
         steps_per_epoch: int | None = None,
         steps_per_execution: int | None = None,
         validation_steps: int | None = None,
-    ) -> tuple[TrainState, History]:
+    ) -> FitResult:
         """Trains for ``epochs`` passes over ``(x, y)``, compiled with ``lax.scan``.
 
         Each epoch shuffles inside the program (a uniformly random permutation
@@ -374,10 +389,13 @@ class Trainer:
                 per validation (``None``: until it ends).
 
         Returns:
-            ``(state, history)``: the trained state and a :class:`~jaxnn.History` of
-            per-epoch ``loss``, metrics, ``val_*`` logs, and with
-            ``on_nonfinite="skip"`` ``skipped_steps``. After a resume it covers
-            every epoch, those before the checkpoint included.
+            A :class:`~jaxnn.train.FitResult` ``(state, history)``, which unpacks as
+            ``state, history = trainer.fit(...)`` and also reads as ``result.state``
+            and ``result.history`` (Keras's ``model.fit(...).history``): the trained
+            state and a :class:`~jaxnn.History` of per-epoch ``loss``, metrics,
+            ``val_*`` logs, and with ``on_nonfinite="skip"`` ``skipped_steps``.
+            After a resume it covers every epoch, those before the checkpoint
+            included.
 
         Raises:
             ValueError: for empty data, ``x`` and ``y`` of different lengths, NaN or
@@ -388,6 +406,8 @@ class Trainer:
                 ``batch_size``, number of examples or ``shuffle``.
             NonFiniteError: under ``on_nonfinite="raise"``, for a non-finite loss or
                 gradient.
+            TypeError: for data where the state goes (Keras's ``fit(X, y)``: the
+                message shows ``state = trainer.init(key, X)`` first).
 
         Example:
             >>> import jax, numpy as np, os, tempfile
@@ -405,22 +425,25 @@ class Trainer:
             >>> int(state.step), h.epochs  # 2 epochs restored, 2 more run; 2 steps each
             (8, 4)
         """
+        _check_state("Trainer.fit", state)
         if stream_lib.is_stream(x):
-            return self._fit_stream(
-                state,
-                x,
-                y,
-                epochs=epochs,
-                validation_data=validation_data,
-                validation_split=validation_split,
-                sample_weight=sample_weight,
-                verbose=verbose,
-                callbacks=callbacks,
-                on_nonfinite=on_nonfinite,
-                checkpoint=checkpoint,
-                steps_per_epoch=steps_per_epoch,
-                steps_per_execution=steps_per_execution,
-                validation_steps=validation_steps,
+            return FitResult(
+                *self._fit_stream(
+                    state,
+                    x,
+                    y,
+                    epochs=epochs,
+                    validation_data=validation_data,
+                    validation_split=validation_split,
+                    sample_weight=sample_weight,
+                    verbose=verbose,
+                    callbacks=callbacks,
+                    on_nonfinite=on_nonfinite,
+                    checkpoint=checkpoint,
+                    steps_per_epoch=steps_per_epoch,
+                    steps_per_execution=steps_per_execution,
+                    validation_steps=validation_steps,
+                )
             )
         if steps_per_epoch is not None or steps_per_execution is not None:
             raise ValueError(
@@ -447,8 +470,8 @@ class Trainer:
         state = self._place_state(state)
         quiet = plan.verbose == 0 and not plan.callbacks and plan.checkpoints is None
         if quiet and plan.val_stream is None:
-            return self._fit_whole(state, plan)
-        return self._fit_per_epoch(state, plan, lambda s, _: self._run_plan(s, plan, 1))
+            return FitResult(*self._fit_whole(state, plan))
+        return FitResult(*self._fit_per_epoch(state, plan, lambda s, _: self._run_plan(s, plan, 1)))
 
     def _plan(self, state: TrainState, x: Any, y: Any, **settings: Any) -> _Plan:
         """Checks ``fit``'s arguments and puts the data on the device."""
@@ -851,7 +874,7 @@ class Trainer:
         return {k: float(v) for k, v in jax.device_get(finish(sums)).items()}
 
     def predict(
-        self, state: TrainState, x: Any, *, batch_size: int = 32, steps: int | None = None
+        self, state: TrainState, x: Any = None, *, batch_size: int = 32, steps: int | None = None
     ) -> Any:
         """The model's outputs on ``x`` in inference mode, batched.
 
@@ -890,6 +913,96 @@ class Trainer:
         data, n = data_lib.prepare(where, x)
         state, data = self._place_state(state), self._place_data(data)
         return self._predict(state.params, state.model_state, data.x, batch_size=min(batch_size, n))
+
+    # -- save and load
+
+    def save(self, path: str, state: TrainState, metadata: dict[str, Any] | None = None) -> None:
+        """Saves a :class:`TrainState` to one safetensors file, atomically.
+
+        The params, model state, optimizer state, step and key are stored by name
+        (``params/dense/kernel``); :meth:`load` reads them back, and
+        ``nn.checkpoint.restore(path)`` reads them as nested dicts without a trainer
+        (``restored["params"]``, ``restored["model_state"]``) for ``model.apply``.
+
+        Args:
+            path: the file to write (``.safetensors`` is the customary suffix); its
+                directory must exist.
+            state: the state to save.
+            metadata: JSON-serialisable facts to keep beside it (an epoch, a
+                config); read them with ``nn.checkpoint.read_metadata(path)["user"]``.
+
+        Raises:
+            TypeError: for a ``state`` that is not a ``TrainState``, or metadata that
+                is not JSON-serialisable.
+
+        Example:
+            >>> import os, tempfile, jax, jax.numpy as jnp, jaxnn as nn
+            >>> trainer = nn.Trainer(nn.Dense(1), "mse", "adam")
+            >>> state = trainer.init(jax.random.key(0), jnp.zeros((1, 3)))
+            >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+            >>> trainer.save(path, state)
+            >>> restored = trainer.load(path)
+            >>> restored.params["kernel"].shape, int(restored.step)
+            ((3, 1), 0)
+            >>> nn.checkpoint.restore(path)["params"]["kernel"].shape  # no trainer needed
+            (3, 1)
+        """
+        _check_state("Trainer.save", state)
+        checkpoint_lib.save(path, state, metadata)
+
+    def load(self, path: str, like: TrainState | None = None) -> TrainState:
+        """Loads a :class:`TrainState` saved by :meth:`save` (or by ``fit``'s
+        checkpoints) for this trainer's optimizer.
+
+        Without ``like``, the params, model state, step and key are read from the
+        file as stored, and the optimizer state's structure is this trainer's
+        optimizer's for those params; every array is then checked against it.
+
+        Args:
+            path: the file.
+            like: ``None``, or a state to check the file against and take the
+                structure (and placement) from, such as ``trainer.init(key, x)``;
+                the file's params must then have its model's shapes.
+
+        Returns:
+            The state, ready for :meth:`fit`, :meth:`evaluate` or :meth:`predict`.
+
+        Raises:
+            CheckpointError: for a damaged file, a file that holds no ``TrainState``
+                (plain params, say: read those with ``nn.checkpoint.restore``), or
+                one saved with another optimizer or model (the first differences
+                named by path).
+
+        Example:
+            >>> import os, tempfile, jax, jax.numpy as jnp, jaxnn as nn
+            >>> trainer = nn.Trainer(nn.Dense(2), "mse", "sgd", learning_rate=0.1)
+            >>> state = trainer.init(jax.random.key(0), jnp.zeros((1, 3)))
+            >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+            >>> trainer.save(path, state)
+            >>> trainer.load(path, like=state).params["kernel"].shape
+            (3, 2)
+        """
+        if like is not None:
+            _check_state("Trainer.load", like)
+            return self._place_state(checkpoint_lib.restore(path, like))
+        stored = checkpoint_lib.restore(path)
+        fields = ("params", "opt_state", "step", "key")
+        if not isinstance(stored, dict) or not all(name in stored for name in fields):
+            held = sorted(stored) if isinstance(stored, dict) else []
+            raise checkpoint_lib.CheckpointError(
+                f"Trainer.load: {str(path)!r} holds {held[:8]}, not a TrainState (params, "
+                "model_state, opt_state, step, key) as Trainer.save and fit's checkpoints "
+                "write it. Read other trees with nn.checkpoint.restore(path)."
+            )
+        params = stored["params"]
+        like = TrainState(
+            params,
+            stored.get("model_state", {}),
+            jax.eval_shape(self.optimizer.init, params),
+            stored["step"],
+            stored["key"],
+        )
+        return self._place_state(checkpoint_lib.restore(path, like))
 
     def _check_stream_arguments(
         self, where: str, x: Any, y: Any, steps: int | None, sample_weight: Any
@@ -943,10 +1056,49 @@ def _own_rows(placed: jax.Array) -> tuple[slice, np.ndarray]:
     return rows, np.concatenate([np.asarray(s.data) for s in mine]) != 0
 
 
+_KERAS_CALLS = {
+    "Trainer.fit": "state, history = trainer.fit(state, X, y)",
+    "Trainer.evaluate": "trainer.evaluate(state, X, y)",
+    "Trainer.predict": "trainer.predict(state, X)",
+}
+
+
 def _check_state(where: str, state: Any) -> None:
-    """Refuses anything but a :class:`TrainState` (bare params too), before any trace."""
-    if not isinstance(state, TrainState):
+    """Refuses anything but a :class:`TrainState` (bare params too), before any trace;
+    data where the state goes (Keras's ``model.fit(X, y)``) gets the jaxnn call."""
+    if isinstance(state, TrainState):
+        return
+    if isinstance(state, (np.ndarray, jax.Array, list)) and where in _KERAS_CALLS:
+        shape = f" of shape {np.shape(state)}" if not isinstance(state, list) else ""
         raise TypeError(
-            f"{where}: state must be a TrainState from Trainer.init or Trainer.fit, got "
-            f"{type(state).__name__}. For bare params, use model.apply."
+            f"{where}: the first argument is the TrainState, got data ({type(state).__name__}"
+            f"{shape}). A Trainer holds no weights: make the state first, then pass it, "
+            f"as in state = trainer.init(jax.random.key(0), X); {_KERAS_CALLS[where]}."
         )
+    raise TypeError(
+        f"{where}: state must be a TrainState from Trainer.init or Trainer.fit, got "
+        f"{type(state).__name__}. For bare params, use model.apply."
+    )
+
+
+def _optimizer(
+    optimizer: str | optax.GradientTransformation, learning_rate: Any
+) -> optax.GradientTransformation:
+    """The optimizer of ``Trainer``, with ``learning_rate`` passed to a named one."""
+    if learning_rate is None:
+        return optimizers.get(optimizer)
+    if isinstance(optimizer, optax.GradientTransformation):
+        raise ValueError(
+            "Trainer: learning_rate is for a named optimizer (optimizer='adam'); an optax "
+            "transformation carries its own, e.g. optax.adam(learning_rate=1e-2). Drop "
+            "learning_rate, or pass the optimizer by name."
+        )
+    number = isinstance(learning_rate, (int, float, np.number)) and not isinstance(
+        learning_rate, bool
+    )
+    if not callable(learning_rate) and not (number and 0 < learning_rate < float("inf")):
+        raise ValueError(
+            f"Trainer: learning_rate must be a positive number (or an optax schedule), got "
+            f"{learning_rate!r}. Keras's default for Adam is 1e-3."
+        )
+    return optimizers.get(optimizer, learning_rate=learning_rate)
