@@ -154,7 +154,7 @@ def Repeat(
     # anew on every call (the scan's body is a new closure each time). Inside a caller's
     # jit, this is inlined like any other function.
     @functools.partial(jax.jit, static_argnames="training")
-    def run(p: Params, s: State, x: Any, key: PRNGKey | None, training: bool) -> tuple:
+    def scan_copies(p: Params, s: State, x: Any, key: PRNGKey | None, training: bool) -> tuple:
         def body(h: Any, copy: tuple) -> tuple[Any, State]:
             p_i, s_i, k_i = copy
             with scope(child_name):
@@ -178,7 +178,7 @@ def Repeat(
         p, s = params.get(child_name, {}), state.get(child_name, {})
         check_stacked("params", p)
         check_stacked("state", s)
-        y, new_state = run(p, s, x, key, training=training)
+        y, new_state = scan_copies(p, s, x, key, training=training)
         return y, ({child_name: new_state} if new_state else {})
 
     return Layer(init, apply, _KIND, name, ((child_name, child),), None)

@@ -96,7 +96,8 @@ def jitted_apply(case: Case, dtype: str):
     """
     layer = prepared(case)[0]
 
-    # float32 is the run test_jit_equals_eager compares with eager: compiled as users would.
+    # float32 is the run test_jit_equals_eager compares with eager: compiled with the settings
+    # the eager ops get (conftest.py), not QUICK.
     @functools.partial(jax.jit, compiler_options=None if dtype == "float32" else QUICK)
     def both_modes(params, state, x):
         params, state, x = cast_floats((params, state, x), dtype)

@@ -1,28 +1,11 @@
 """The learning claims the examples make, checked from fixed seeds."""
 
-import contextlib
 import importlib.util
 import pathlib
 
-import jax
 import pytest
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
-
-
-# Examples whose programs run long enough for XLA's full optimisation to pay for its
-# compile time (conftest.py turns most of it off); the others run faster without it.
-OPTIMISED = {"sequence_rnn", "evolution_strategy"}
-
-
-@contextlib.contextmanager
-def full_optimisation(on: bool):
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", before and not on)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_disable_most_optimizations", before)
 
 
 def load(name: str):
@@ -42,14 +25,21 @@ def test_breast_cancer_reaches_its_stated_test_accuracy(tmp_path, monkeypatch):
     assert (tmp_path / "breast_cancer.png").stat().st_size > 0
 
 
+# The GRU's and the evolution strategy's programs run long enough for XLA's optimisation
+# to pay for itself (conftest.py); the others are faster without it.
 @pytest.mark.parametrize(
-    "name", ["sequence_rnn", "transformer", "evolution_strategy", "custom_layer"]
+    "name",
+    [
+        pytest.param("sequence_rnn", marks=pytest.mark.optimised),
+        "transformer",
+        pytest.param("evolution_strategy", marks=pytest.mark.optimised),
+        "custom_layer",
+    ],
 )
 def test_example_reaches_its_stated_accuracy(name, capsys):
     """The full runs (seconds each): the GRU's parity, the transformer's sorting,
     the evolution strategy's classification without gradients, the hand-written
     layers' two moons."""
     example = load(name)
-    with full_optimisation(name in OPTIMISED):
-        accuracy = example.main(quick=False)
+    accuracy = example.main(quick=False)
     assert accuracy >= example.TARGET, capsys.readouterr().out[-2000:]

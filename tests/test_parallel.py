@@ -165,7 +165,8 @@ def run_on_eight_devices(script: str, marker: str) -> None:
     ``marker``."""
     env = {
         **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        # The suite's compile settings (conftest.py), plus 8 virtual devices.
+        "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8",
         "JAX_PLATFORMS": "cpu",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
@@ -350,7 +351,9 @@ def run_processes(script: str, processes: int, *args: str, timeout: float = 180)
         "JAX_PLATFORMS": "cpu",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
-    env.pop("XLA_FLAGS", None)
+    # The suite's compile settings, without a device count (initialize sets it).
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    env["XLA_FLAGS"] = " ".join(f for f in flags if "device_count" not in f)
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", script, str(i), str(processes), port, *args],

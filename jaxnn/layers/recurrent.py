@@ -144,7 +144,7 @@ def _make_rnn(config: _RNNConfig, name: str | None) -> Layer:
     # anew on every call (the scan's body is a new closure each time). Inside a caller's
     # jit, this is inlined like any other function.
     @jax.jit
-    def run(params: Params, inputs: Array, lengths: Array | None, carry: Carry | None) -> Any:
+    def scan_cell(params: Params, inputs: Array, lengths: Array | None, carry: Carry | None) -> Any:
         batch, time, _ = inputs.shape
         cdt = compute_dtype(inputs, cell.dtype, cell.param_dtype)
         if carry is None:
@@ -206,7 +206,7 @@ def _make_rnn(config: _RNNConfig, name: str | None) -> Layer:
             carry = _check_carry(kind, carry, zero_carry)
         if lengths is not None:
             _check_lengths(kind, lengths, batch)
-        return run(params, inputs, lengths, carry), state
+        return scan_cell(params, inputs, lengths, carry), state
 
     return Layer(init, apply, kind, name)
 
