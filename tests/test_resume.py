@@ -4,6 +4,7 @@ determinism across processes, retention of the last and the best checkpoints."""
 import functools
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -69,7 +70,8 @@ def slow_raw(array):  # makes every save take ~0.1 s, so that a kill lands in on
     return raw(array)
 saving._raw = slow_raw
 trainer.fit(
-    state, x, y, epochs=EPOCHS, checkpoint=nn.Checkpointing(sys.argv[2], keep=3),
+    state, x, y, epochs=EPOCHS,
+    checkpoint=nn.Checkpointing(sys.argv[2], keep=3, resume=len(sys.argv) > 3),
     callbacks=[lambda epoch, logs: print("killed-epoch", epoch, flush=True)], **FIT
 )
 """
@@ -109,6 +111,8 @@ def other_process(tmp_path_factory):
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=60)
+    if (out / "ckpt_killed").exists():  # as the kill left it, for a test to kill again
+        shutil.copytree(out / "ckpt_killed", out / "ckpt_killed_as_left")
     return out, first_done, proc.returncode, proc.stderr.read()[-3000:]
 
 
@@ -172,6 +176,43 @@ def test_surviving_sigkill_during_training_and_saves(other_process):
     assert_bit_identical(resumed, straight)
     np.testing.assert_array_equal(history["loss"], straight_history["loss"])
     assert not list(directory.glob(".*.tmp"))  # leftovers of killed saves are removed
+
+
+def test_killed_again_at_random_moments_resumes_exactly(other_process, tmp_path):
+    """The killed run, resumed and killed twice more at random moments (a random
+    epoch, a random instant within it or its save), then resumed to the end, equals
+    the uninterrupted run bit for bit."""
+    out, _, _, _ = other_process
+    directory = tmp_path / "ckpt"
+    shutil.copytree(out / "ckpt_killed_as_left", directory)
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    script = COMMON + KILLED.replace("EPOCHS", str(EPOCHS))
+    for _ in range(2):
+        done = max(int(p.name[6:12]) for p in directory.glob("epoch_*.safetensors"))
+        target = rng.randrange(done, min(done + 4, EPOCHS - 5))  # well before the end
+        proc = subprocess.Popen(
+            [sys.executable, "-c", script, str(out), str(directory), "resume"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            for line in proc.stdout:
+                if line.startswith("killed-epoch") and int(line.split()[1]) >= target:
+                    time.sleep(rng.uniform(0.0, 0.1))  # in the save, or in the next epoch
+                    break
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            proc.wait(timeout=60)
+        assert proc.returncode == -signal.SIGKILL, (seed, proc.stderr.read()[-3000:])
+    trainer, state, x, y, fit = (common()[k] for k in ("trainer", "state", "x", "y", "FIT"))
+    resumed, history = trainer.fit(
+        state, x, y, epochs=EPOCHS, checkpoint=nn.Checkpointing(directory, resume=True), **fit
+    )
+    straight, straight_history = trainer.fit(state, x, y, epochs=EPOCHS, **fit)
+    assert_bit_identical(resumed, straight)
+    np.testing.assert_array_equal(history["loss"], straight_history["loss"], err_msg=str(seed))
 
 
 def test_retention_best_and_history(tmp_path):
