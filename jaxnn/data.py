@@ -28,6 +28,7 @@ __all__ = [
     "Data",
     "batch_indices",
     "check_batch_size",
+    "check_input_ids",
     "check_target_values",
     "check_validation_data",
     "check_validation_split",
@@ -360,6 +361,8 @@ def check_target_values(
 for predictions with 3 classes, got labels from 0 to 5. Map the labels to 0..2, or give the \
 last layer more outputs.
     """
+    if data is not None:
+        check_input_ids(where, model, params, data.x)
     check = getattr(loss, "check_targets", None)
     if check is None or data is None or data.y is None:
         return
@@ -374,6 +377,49 @@ last layer more outputs.
     else:  # traced once per model and shapes, however many fits follow
         predictions = _output_spec.eval_shape(model, params, model_state, x)
     check(where, data.y, predictions)
+
+
+def check_input_ids(where: str, model: Layer, params: Params, x: Any) -> None:
+    """When the model's first layer (through nested ``Sequential`` s) is an
+    ``Embedding``, checks the concrete input ids against its table, once, at the
+    door: inside a compiled step an id past the table can only turn into a NaN row.
+
+    Raises:
+        ValueError: for an id outside ``[0, rows of the table)``.
+
+    Example:
+        >>> from jaxnn import Embedding, Sequential, Dense
+        >>> model = Sequential(Embedding(10, 4), Dense(1))
+        >>> params, _ = model.init(jax.random.key(0), jnp.zeros((1, 3), jnp.int32))
+        >>> check_input_ids("predict", model, params, np.array([[1, 2, 12]]))
+        Traceback (most recent call last):
+        ...
+        ValueError: predict: the model's first layer, Embedding 'embedding', has 10 rows, \
+but the input holds ids from 1 to 12; ids must lie in [0, 10). Map them into the \
+vocabulary, or make num_embeddings larger.
+    """
+    layer, path = model, []
+    while layer.kind == "Sequential" and layer.children:
+        name, layer = layer.children[0]
+        path.append(name)
+    if layer.kind != "Embedding" or not hasattr(x, "dtype") or not np.size(x):
+        return
+    table = params
+    for name in path:
+        table = table.get(name, {}) if isinstance(table, dict) else {}
+    table = table.get("embedding") if isinstance(table, dict) else None
+    if table is None or not jnp.issubdtype(x.dtype, jnp.integer):
+        return  # the layer's own checks say what is wrong
+    rows = int(np.shape(table)[-2])
+    host = np.asarray(jax.device_get(x))
+    lo, hi = int(host.min()), int(host.max())
+    if lo < 0 or hi >= rows:
+        label = f"Embedding {'/'.join(path)!r}" if path else "Embedding"
+        raise ValueError(
+            f"{where}: the model's first layer, {label}, has {rows} rows, but the input "
+            f"holds ids from {lo} to {hi}; ids must lie in [0, {rows}). Map them into the "
+            "vocabulary, or make num_embeddings larger."
+        )
 
 
 def _inference(model: Layer, params: Params, model_state: State, x: Any) -> Any:

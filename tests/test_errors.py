@@ -578,3 +578,30 @@ def test_wrong_kinds_raise_jaxnns_own_type_or_value_error(world, entry, data):
         event(f"{entry}: refused")
     else:
         event(f"{entry}: accepted")
+
+
+def test_embedding_ids_outside_the_table_are_refused_at_the_door():
+    """Inside a compiled step an id past the table could only become a NaN row."""
+    x = np.array([[1, 2, 3], [4, 5, 9]], np.int32)
+    y = np.zeros((2, 1), np.float32)
+    model = nn.Sequential(
+        nn.Sequential(nn.Embedding(10, 4, name="tokens")), nn.Flatten(), nn.Dense(1)
+    )
+    trainer = nn.Trainer(model, "mse", "sgd")
+    state = trainer.init(jax.random.key(0), x)
+    bad = np.array([[1, 2, 3], [4, 10, -1]], np.int32)
+    match = (
+        r"first layer, Embedding 'sequential/tokens', has 10 rows, but the input holds ids "
+        r"from -1 to 10"
+    )
+    for call in (
+        lambda: trainer.fit(state, bad, y, verbose=0),
+        lambda: trainer.evaluate(state, bad, y),
+        lambda: trainer.predict(state, bad),
+    ):
+        with pytest.raises(ValueError, match=match):
+            call()
+    states = nn.population.init(trainer, jax.random.key(0), x, 2)
+    with pytest.raises(ValueError, match=match):
+        nn.population.predict(trainer, states, bad)
+    assert trainer.predict(state, x).shape == (2, 1)  # ids in range pass

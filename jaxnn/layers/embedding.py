@@ -43,12 +43,12 @@ def Embedding(
         with params ``{"embedding"}`` of shape ``(num_embeddings, features)``.
         Indices outside ``[0, num_embeddings)`` raise on concrete (eager) input;
         inside ``jit`` or ``vmap``, where they cannot be checked, they give rows of
-        NaN rather than a silently clamped row. ``Trainer.fit``, ``evaluate`` and
-        ``predict`` run compiled, and which input reaches an ``Embedding`` depends on
-        the model, so they do not check ids at the door: there a bad id shows as NaN
-        rows (and a NaN loss, which the numerical guard reports). Check the ids of
-        your data once before training, ``0 <= ids.min()`` and ``ids.max() <
-        num_embeddings``.
+        NaN rather than a silently clamped row. When an ``Embedding`` is the
+        model's first layer (through nested ``Sequential`` s), ``Trainer.fit``,
+        ``evaluate``, ``predict`` and the population's check the input ids against
+        its table at the door (:func:`jaxnn.data.check_input_ids`); deeper in a model,
+        where the ids it sees are computed, a bad id shows as NaN rows (and a NaN
+        loss, which the numerical guard reports).
 
     Raises:
         LayerError: for non-positive sizes, an unknown initializer; at ``init`` or in

@@ -185,6 +185,7 @@ def predict(
     n = num_members(states)
     chunk_size = check_strategy(strategy, chunk_size, n)
     data, examples = data_lib.prepare(where, x)
+    data_lib.check_input_ids(where, trainer.model, states.params, data.x)
     bs = min(data_lib.check_batch_size(where, batch_size), examples)
     return _predict_jit(
         trainer,

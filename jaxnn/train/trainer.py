@@ -911,6 +911,7 @@ class Trainer:
         if stream_lib.is_stream(x):
             return self._predict_stream(where, self._place_state(state), x, steps)
         data, n = data_lib.prepare(where, x)
+        data_lib.check_input_ids(where, self.model, state.params, data.x)
         state, data = self._place_state(state), self._place_data(data)
         return self._predict(state.params, state.model_state, data.x, batch_size=min(batch_size, n))
 
