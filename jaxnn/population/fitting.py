@@ -257,7 +257,7 @@ def _stream_runner(
         in_flight = stream_lib.InFlight()
         for arrays in stream_lib.prefetch(chunks, lambda c: jax.device_put(c[:4])):
             states, sums = _stream_chunk_jit(
-                trainer, states, keys[:, 2], arrays, jnp.int32(start), **settings
+                trainer, states, keys[:, 2], arrays, np.int32(start), **settings
             )
             in_flight.add(sums)
             total = sums if total is None else jax.tree.map(jnp.add, total, sums)

@@ -708,7 +708,7 @@ class Trainer:
             in_flight = stream_lib.InFlight()
             for arrays in stream_lib.prefetch(chunks, self._place_chunk):
                 state, guard, sums = self._chunk(
-                    state, arrays, jnp.int32(start), dropout_key, guard, policy=plan.policy
+                    state, arrays, np.int32(start), dropout_key, guard, policy=plan.policy
                 )
                 in_flight.add(sums)
                 total = sums if total is None else jax.tree.map(jnp.add, total, sums)
