@@ -39,6 +39,7 @@ os.environ["XLA_FLAGS"] = (
 import argparse  # after the flag above: JAX reads it when it starts
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,18 +50,10 @@ import numpy as np
 import jaxnn as nn
 from jaxnn import population as pop
 
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-def alternate(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, dict]:
-    """Median wall time of each function, warm, the functions alternating."""
-    for fn in fns.values():
-        jax.block_until_ready(fn())
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            start = time.perf_counter()
-            jax.block_until_ready(fn())
-            times[k].append(time.perf_counter() - start)
-    return {k: {"seconds": statistics.median(v), "times": v} for k, v in times.items()}
+from benchmarks.peers import common as c
 
 
 def mlp(steps: int, repeats: int) -> dict:
@@ -77,7 +70,7 @@ def mlp(steps: int, repeats: int) -> dict:
         fit = dict(epochs=1, batch_size=batch, shuffle=False, verbose=0)
         return lambda: trainer.fit(state, x, y, **fit)[0].params
 
-    timed = alternate(
+    timed = c.alternate(
         {
             "one_device": build(None),
             "eight_devices": build(nn.parallel.data_parallel()),
@@ -112,7 +105,6 @@ def startup(repeats: int) -> dict:
     """Seconds from spawning to a first collective: 2 processes against 1."""
     import socket
     import subprocess
-    import sys
 
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     root = str(Path(__file__).resolve().parent.parent)
@@ -157,7 +149,7 @@ def population(members: int, epochs: int, repeats: int) -> dict:
     xs, ys = nn.parallel.shard_members((x, y), mesh)
     fit = dict(epochs=epochs, batch_size=10, member_data=True)
 
-    timed = alternate(
+    timed = c.alternate(
         {
             "one_device": lambda: pop.fit(trainer, states, x, y, **fit)[0].params,
             "eight_devices": lambda: pop.fit(trainer, sharded, xs, ys, **fit)[0].params,

@@ -115,27 +115,6 @@ def grain_batches(x, y) -> Callable[[], Iterator[tuple]] | None:
     return lambda: iter(dataset.to_iter_dataset(options))
 
 
-def alternate(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, dict]:
-    """Warm (first call timed apart: it compiles), then alternated; median wall time."""
-    import jax
-
-    first = {}
-    for k, fn in fns.items():
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        first[k] = time.perf_counter() - start
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            start = time.perf_counter()
-            jax.block_until_ready(fn())
-            times[k].append(time.perf_counter() - start)
-    return {
-        k: {"seconds": statistics.median(v), "times": v, "first_call_s": first[k]}
-        for k, v in times.items()
-    }
-
-
 def throughput(steps: int, repeats: int, directory: Path) -> list[dict]:
     import jax
     import jax.numpy as jnp
@@ -168,7 +147,7 @@ def throughput(steps: int, repeats: int, directory: Path) -> list[dict]:
     source = grain_batches(mx, my)
     if source is not None:
         fns["d"] = fit(source)
-    timed = alternate(fns, repeats)
+    timed = c.alternate(fns, repeats)
     rows = []
     for key, name in names.items():
         if key not in timed:

@@ -171,3 +171,28 @@ def measure(impls: Sequence[Timed], repeats: int, budget_s: float = 60.0) -> lis
 def peak_rss_mib() -> float:
     """This process's peak resident memory so far, in MiB (``ru_maxrss`` is KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def alternate(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, dict]:
+    """Warm (first call timed apart: it compiles), then alternated; median wall time.
+
+    For jaxnn-only workloads run in one process; JAX is imported here, not at the
+    top, so that a peer's process does not load it.
+    """
+    import jax
+
+    first = {}
+    for k, fn in fns.items():
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        first[k] = time.perf_counter() - start
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[k].append(time.perf_counter() - start)
+    return {
+        k: {"seconds": statistics.median(v), "times": v, "first_call_s": first[k]}
+        for k, v in times.items()
+    }
