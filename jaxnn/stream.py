@@ -191,8 +191,8 @@ class Position:
             return {"bytes": base64.b64encode(state).decode("ascii")}
         return {"state": state}
 
-    def restore(self, where: str, saved: Any, epoch: int) -> bool:
-        """Moves the source to ``saved``; ``True`` when it moved.
+    def restore(self, where: str, saved: Any, epoch: int) -> None:
+        """Moves the source to ``saved`` (then ``moved`` is true).
 
         Warns when a one-pass iterator cannot be moved back to epoch ``epoch``.
         """
@@ -200,7 +200,7 @@ class Position:
             state = saved.get("state")
             self.source.set_state(base64.b64decode(saved["bytes"]) if "bytes" in saved else state)
             self.moved = True
-            return True
+            return
         if isinstance(self.source, Iterator) and epoch:
             warnings.warn(
                 f"{where}: resuming after epoch {epoch} from a one-pass iterator that "
@@ -210,7 +210,6 @@ class Position:
                 "(nn.ArrayStream) or a grain iterator to resume the data exactly.",
                 stacklevel=5,
             )
-        return False
 
 
 def steps_per_chunk(batch_bytes: int, given: int | None) -> int:

@@ -9,6 +9,7 @@ per member; a member that goes non-finite stops at its last finite epoch.
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any, NamedTuple
 
@@ -244,7 +245,7 @@ def _stream_runner(
     batch_size = int(batch[2].shape[0])
     k = stream_lib.steps_per_chunk(sum(a.nbytes for a in jax.tree.leaves(batch)), given_k)
     unread = [first]
-    epochs = iter(range(2**62))
+    epochs = itertools.count()
     settings = dict(strategy=strategy, chunk_size=chunk_size, n=n)
 
     def run(carry: _Carry, count: int) -> tuple[_Carry, dict[str, jax.Array]]:

@@ -311,10 +311,9 @@ class CheckpointDirectory:
         history: dict[str, list],
         settings: dict[str, Any],
     ) -> None:
-        orbax = self.settings.format == "orbax" or (
-            self.settings.format == "auto" and sharded_lib.needs_sharded(state)
-        )
-        if not orbax and sharded_lib.needs_sharded(state):
+        split = sharded_lib.needs_sharded(state)
+        orbax = self.settings.format == "orbax" or (self.settings.format == "auto" and split)
+        if not orbax and split:
             raise ValueError(
                 f"{self.where}: the state is split over the devices of several processes, "
                 "so no process can write it into one safetensors file; use "
