@@ -34,6 +34,18 @@ def _xla_knows(flag: str) -> bool:
 
 
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+# The tests compare against float64 references at float32 tolerances. On GPUs JAX runs
+# float32 matrix products in TF32 by default (about 1e-3 relative error; TPUs use
+# bfloat16 passes), so the tests ask for full float32 products. The CPU computes them in
+# float32 anyway.
+os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
+# GPUs autotune their matrix-product algorithms per process; fixing the choice makes a
+# program's results repeatable across processes (a resumed run against a straight one).
+# Every jaxlib accepts the flag; the CPU ignores it.
+if "--xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        f"{os.environ.get('XLA_FLAGS', '')} --xla_gpu_deterministic_ops=true".strip()
+    )
 # Decided once: pytest-xdist's workers and the tests' subprocesses inherit the result.
 if _FUSION_EMITTERS not in os.environ.get("XLA_FLAGS", ""):
     flag = f"{_FUSION_EMITTERS}=false"

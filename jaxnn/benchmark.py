@@ -102,7 +102,9 @@ class Timing(_SampleStats):
         lower_time: seconds to trace and lower to StableHLO (``jit(fn).lower(*args)``).
         compile_time: seconds for XLA to compile the lowered program (``.compile()``).
         flops: floating-point operations per call from XLA's cost analysis, or ``None`` where
-            the backend does not report it.
+            the backend does not report it. On GPUs XLA's count leaves out the products
+            and convolutions it hands to cuBLAS and cuDNN, so there it can be far too low
+            or ``None`` (an H200 counted 114,687 for a 128x128x128 product).
         bytes_accessed: bytes read and written per call from XLA's cost analysis, or ``None``.
 
     Derived, as properties: ``median``, ``mean``, ``min``, ``max``, ``iqr``, ``stdev``

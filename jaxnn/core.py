@@ -496,8 +496,9 @@ def spec_of(x: Any, where: str | None = None) -> Spec:
     Returns:
         The same structure with every leaf replaced by its
         ``jax.ShapeDtypeStruct(shape, dtype)``; specs are returned as they are and
-        ``None`` stays ``None``. A leaf read with ``np.asarray`` keeps NumPy's dtype,
-        so a Python float becomes float64.
+        ``None`` stays ``None``. The dtype is the one JAX computes in: float64 and
+        int64 become float32 and int32 unless 64-bit mode is on (as ``jnp.asarray``
+        casts them), so a Python float becomes float32.
 
     Raises:
         ValueError: for a leaf of strings, Python objects or dates.
@@ -508,7 +509,7 @@ def spec_of(x: Any, where: str | None = None) -> Spec:
         ShapeDtypeStruct(shape=(2, 3), dtype=float32)
         >>> specs = spec_of({"ids": np.zeros((4, 2), np.int8), "scale": 1.0})
         >>> specs["ids"], specs["scale"].dtype
-        (ShapeDtypeStruct(shape=(4, 2), dtype=int8), dtype('float64'))
+        (ShapeDtypeStruct(shape=(4, 2), dtype=int8), dtype('float32'))
     """
 
     def one(leaf: Any) -> jax.ShapeDtypeStruct:
@@ -526,9 +527,14 @@ def spec_of(x: Any, where: str | None = None) -> Spec:
                 f"and shape {tuple(leaf.shape)}. Encode strings or categories as integer "
                 "ids (for an Embedding) or one-hot floats first."
             )
-        return jax.ShapeDtypeStruct(tuple(leaf.shape), leaf.dtype)
+        return jax.ShapeDtypeStruct(tuple(leaf.shape), _canonical(leaf.dtype))
 
     return jax.tree.map(one, x)
+
+
+def _canonical(dtype: Any) -> Any:
+    """``dtype`` as JAX computes in it: float64 becomes float32 unless 64-bit mode is on."""
+    return jax.dtypes.canonicalize_dtype(dtype, allow_extended_dtype=True)
 
 
 def output_spec(layer: Layer, params: Params, state: State, x: Spec) -> Spec:

@@ -366,7 +366,9 @@ last layer more outputs.
     check = getattr(loss, "check_targets", None)
     if check is None or data is None or data.y is None:
         return
-    one = lambda a: jax.ShapeDtypeStruct(np.shape(a)[1:], a.dtype)
+    one = lambda a: jax.ShapeDtypeStruct(
+        np.shape(a)[1:], jax.dtypes.canonicalize_dtype(a.dtype, allow_extended_dtype=True)
+    )
     if stacked:
         params, model_state = jax.tree.map(one, (params, model_state))
     x = jax.tree.map(one, data.x) if member_data else data.x

@@ -7,6 +7,7 @@ import pytest
 
 from jaxnn.core import LayerError
 from jaxnn.layers.attention import MultiHeadAttention, dot_product_attention
+from tests.exact import assert_same
 
 # The layer runs in float32 and the reference in float64; with sequences of at most 7
 # positions and 8-16 features, float32 rounding stays below 1e-5 relative.
@@ -193,12 +194,12 @@ def test_dropout_on_weights():
     a = layer.apply(params, {}, x, key=jax.random.key(1), training=True)[0]
     b = layer.apply(params, {}, x, key=jax.random.key(1), training=True)[0]
     c = layer.apply(params, {}, x, key=jax.random.key(2), training=True)[0]
-    np.testing.assert_array_equal(a, b)
+    assert_same(a, b)
     assert not np.allclose(a, c) and not np.allclose(a, y_eval)
     # Evaluation ignores dropout and needs no key; so does training with rate 0.
     np.testing.assert_allclose(y_eval, reference(params, x, x, None, 2, 2), **TOL)
     plain = MultiHeadAttention(2)
-    np.testing.assert_array_equal(plain.apply(params, {}, x, training=True)[0], y_eval)
+    assert_same(plain.apply(params, {}, x, training=True)[0], y_eval)
 
 
 def test_dropout_mean_is_unbiased():

@@ -20,6 +20,7 @@ import pytest
 
 from jaxnn import benchmark
 from jaxnn.benchmark import FitTiming, Timing, measure_matmul_peak, time_fit, time_function
+from tests.exact import EXACT
 
 SLEEP = 0.3
 """Seconds of deliberate sleep; long against dispatch of a tiny program (microseconds)."""
@@ -130,12 +131,19 @@ def test_time_includes_work_of_a_heavy_program():
 # --------------------------------------------------------------------------------------------
 # FLOPs and bytes from XLA's cost analysis
 
+# XLA's GPU cost analysis does not count the products it hands to cuBLAS: an H200
+# reported 114,687 FLOPs for a 128x128x128 product (2,097,152 x 2 on the CPU), and none
+# for a 32x64x16 one. The counts are checked where XLA computes them, on the CPU.
+NOT_COUNTED = "XLA's GPU cost analysis leaves out library calls (cuBLAS); checked on the CPU"
+
 
 @pytest.mark.parametrize(("m", "k", "n"), [(32, 64, 16), (7, 5, 3), (128, 128, 128)])
 def test_flops_of_a_matmul_are_exact(m, k, n):
     a = jnp.ones((m, k), jnp.float32)
     b = jnp.ones((k, n), jnp.float32)
     t = time_function(jnp.matmul, a, b, warmup=0, repeats=1, min_time=0.0)
+    if not EXACT:
+        pytest.skip(NOT_COUNTED)
     assert t.flops == 2 * m * k * n
     # float32 reads of both operands and the write of the result.
     assert t.bytes_accessed == 4 * (m * k + k * n + m * n)
@@ -343,6 +351,8 @@ def test_measure_matmul_peak_counts_two_n_cubed_flops(monkeypatch):
     peak = measure_matmul_peak(n=96, repeats=2)
     timing = seen["timing"]
     assert seen["shapes"] == [(96, 96), (96, 96)]
+    if not EXACT:
+        pytest.skip(NOT_COUNTED)
     assert timing.flops == 2 * 96**3  # XLA agrees with the 2 n^3 count.
     assert peak == pytest.approx(2 * 96**3 / timing.median)
     assert timing.fraction_of_peak(peak) == pytest.approx(1.0)

@@ -29,6 +29,7 @@ from jax.test_util import check_vjp
 import jaxnn
 from jaxnn import combinators
 from tests.case import Case
+from tests.exact import assert_same
 from tests.registry import REGISTRY
 
 ALL = [(name, case) for name, cases in sorted(REGISTRY.items()) for case in cases]
@@ -165,7 +166,7 @@ def test_vmap_over_members_equals_loop(name, case, key):
     member = lambda tree, i: jax.tree.map(lambda a: np.asarray(a)[i], tree)
     for i in range(members):
         p_i, s_i = layer.init(keys[i], jnp.asarray(xs[i]))
-        jax.tree.map(np.testing.assert_array_equal, (p_i, s_i), member((params, state), i))
+        jax.tree.map(assert_same, (p_i, s_i), member((params, state), i))
         alone = alone_fn(p_i, s_i, xs[i])[True]
         jax.tree.map(
             lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),

@@ -33,6 +33,13 @@ DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
 PAGES = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md"))
 DEVICES = {"scaling-out.md": 8}
 """Pages that need several devices: run in a subprocess with this many CPU devices."""
+EXTRAS = {"grain": "data", "orbax.checkpoint": "distributed"}
+"""Modules of optional extras: a page that imports one is skipped without it."""
+
+
+def page_code(page: str) -> str:
+    """The code of a page's runnable blocks, joined."""
+    return "\n".join(code for _, code in runner.python_blocks(DOCS / page))
 
 
 def _load_runner():
@@ -68,6 +75,9 @@ def images_shown(page: str) -> set[str]:
 
 @pytest.mark.parametrize("page", [p for p in PAGES if runner.python_blocks(DOCS / p)])
 def test_page_code_runs(page, tmp_path, monkeypatch, jax_defaults):
+    for module, extra in EXTRAS.items():
+        if re.search(rf"^\s*(import|from) {re.escape(module)}\b", page_code(page), re.M):
+            pytest.importorskip(module, reason=f"{page} needs the [{extra}] extra")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     if page in DEVICES:
@@ -75,7 +85,7 @@ def test_page_code_runs(page, tmp_path, monkeypatch, jax_defaults):
             **os.environ,
             "XLA_FLAGS": f"--xla_force_host_platform_device_count={DEVICES[page]}",
             "JAX_PLATFORMS": "cpu",
-            "PYTHONPATH": str(DOCS),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(DOCS), os.environ.get("PYTHONPATH")])),
         }
         code = (
             "import pathlib, make_figures\n"

@@ -17,6 +17,7 @@ import pytest
 
 import jaxnn as nn
 from jaxnn import checkpoint, population
+from tests.exact import assert_same
 
 # One program for the subprocesses and for this process: the same data, model and fit.
 COMMON = r"""
@@ -125,7 +126,7 @@ def assert_bit_identical(a, b):
         ),
         t,
     )
-    jax.tree.map(np.testing.assert_array_equal, data(a), data(b))
+    jax.tree.map(assert_same, data(a), data(b))
 
 
 def test_exact_resume_in_a_new_process_and_determinism(other_process):
@@ -174,7 +175,7 @@ def test_surviving_sigkill_during_training_and_saves(other_process):
     )
     straight, straight_history = trainer.fit(state, x, y, epochs=EPOCHS, **fit)
     assert_bit_identical(resumed, straight)
-    np.testing.assert_array_equal(history["loss"], straight_history["loss"])
+    assert_same(history["loss"], straight_history["loss"])
     assert not list(directory.glob(".*.tmp"))  # leftovers of killed saves are removed
 
 
@@ -212,7 +213,7 @@ def test_killed_again_at_random_moments_resumes_exactly(other_process, tmp_path)
     )
     straight, straight_history = trainer.fit(state, x, y, epochs=EPOCHS, **fit)
     assert_bit_identical(resumed, straight)
-    np.testing.assert_array_equal(history["loss"], straight_history["loss"], err_msg=str(seed))
+    assert_same(history["loss"], straight_history["loss"], err_msg=str(seed))
 
 
 def test_retention_best_and_history(tmp_path):
@@ -246,7 +247,7 @@ def test_retention_best_and_history(tmp_path):
     resume = nn.Checkpointing(tmp_path, resume=True)
     done, again = trainer.fit(state, x, y, epochs=7, checkpoint=resume, **fit)
     assert_bit_identical(done, states[-1])
-    np.testing.assert_array_equal(again["val_loss"], history["val_loss"])
+    assert_same(again["val_loss"], history["val_loss"])
 
 
 def test_resume_skips_a_damaged_newest_checkpoint(tmp_path):
@@ -263,7 +264,7 @@ def test_resume_skips_a_damaged_newest_checkpoint(tmp_path):
     # EPOCHS: the one-program run of the SIGKILL test, compiled once for both.
     straight, straight_history = trainer.fit(state, x, y, epochs=EPOCHS, **fit)
     assert_bit_identical(resumed, straight)
-    np.testing.assert_array_equal(history["loss"], straight_history["loss"])
+    assert_same(history["loss"], straight_history["loss"])
 
 
 def test_resume_with_other_settings_or_another_model(tmp_path):
