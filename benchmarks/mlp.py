@@ -6,7 +6,12 @@ Three versions in one process, alternated between repeats so drift hits all alik
   update in one ``jax.jit``, called once per step on one device batch;
 * ``jaxnn: Trainer.train_step``: the same loop through jaxnn's jitted step;
 * ``jaxnn: Trainer.fit``: one epoch of ``steps`` batches as one ``lax.scan``,
-  shuffling and gathering each batch inside the program.
+  shuffling and gathering each batch inside the program;
+* ``jaxnn: mixed_bfloat16 Trainer.fit``: the same epoch with
+  ``dtype_policy="mixed_bfloat16"`` (float32 params, bfloat16 products), reported
+  also as a ratio to the float32 ``Trainer.fit`` row. On a CPU it may well be
+  slower: XLA's CPU backend converts bfloat16 operands to float32 and back around
+  each product; the gain is on GPUs and TPUs.
 
     python benchmarks/mlp.py [--quick] [--json PATH]
 """
@@ -25,14 +30,14 @@ from benchmarks.peers import common as c
 from benchmarks.peers import pure_jax
 
 
-def model():
+def model(dtype_policy=None):
     """The jaxnn network and its trainer (logits out, sparse cross-entropy, Adam)."""
     import jaxnn as nn
 
     layers = [nn.Dense(w, "relu") for w in c.MLP_SIZES[1:-1]]
     net = nn.Sequential(*layers, nn.Dense(c.MLP_SIZES[-1]))
     loss = nn.losses.get("sparse_categorical_crossentropy", from_logits=True)
-    return nn.Trainer(net, loss, "adam")
+    return nn.Trainer(net, loss, "adam", dtype_policy=dtype_policy)
 
 
 def jaxnn_impls(steps: int) -> list[c.Timed]:
@@ -57,10 +62,23 @@ def jaxnn_impls(steps: int) -> list[c.Timed]:
         state, _ = trainer.fit(fit_box[0], xs, ys, epochs=1, batch_size=c.MLP_BATCH, verbose=0)
         fit_box[0] = jax.block_until_ready(state)
 
+    mixed = model("mixed_bfloat16")
+    mixed_box = [mixed.init(jax.random.key(0), x)]
+
+    def run_mixed():
+        state, _ = mixed.fit(mixed_box[0], xs, ys, epochs=1, batch_size=c.MLP_BATCH, verbose=0)
+        mixed_box[0] = jax.block_until_ready(state)
+
     return [
         c.Timed("jaxnn: Trainer.train_step", run_step, steps),
         c.Timed("jaxnn: Trainer.fit (one epoch, lax.scan)", run_fit, steps),
+        c.Timed(MIXED, run_mixed, steps),
     ]
+
+
+MIXED = "jaxnn: mixed_bfloat16 Trainer.fit"
+"""The mixed-precision row's name (it does not start with ``jaxnn: Trainer.fit``, the
+prefix the suite's targets look up for the float32 row)."""
 
 
 def xla_flops() -> float | None:
@@ -99,6 +117,10 @@ def main() -> dict:
             f"  {r['name']:42} {1 / r['step_s']:8.1f} steps/s  "
             f"{flops / r['step_s'] / 1e9:6.1f} GFLOP/s  {r['time_vs_reference']:5.2f}x time"
         )
+    fit = next(r for r in rows if r["name"].startswith("jaxnn: Trainer.fit"))
+    mixed = next(r for r in rows if r["name"] == MIXED)
+    mixed["time_vs_float32_fit"] = mixed["step_s"] / fit["step_s"]
+    print(f"  mixed_bfloat16 / float32 Trainer.fit: {mixed['time_vs_float32_fit']:.2f}x time")
     result = {"workload": "mlp", "rows": rows, "flops_per_step": flops, "xla_flops": xla_flops()}
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -10,6 +10,8 @@ same process; and the time of a fresh process that imports jaxnn, compiles and t
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import statistics
 import subprocess
@@ -81,6 +83,30 @@ def jaxnn_fit(epochs: int):
     model = nn.Sequential(nn.Dense(HIDDEN, "relu"), nn.Dense(1, "sigmoid"))
     trainer = nn.Trainer(model, "binary_crossentropy", "adam", metrics=["accuracy"])
     x, y = data()
+    state = trainer.init(jax.random.key(0), x)
+    return lambda: trainer.fit(state, x, y, epochs=epochs, batch_size=BATCH, verbose=0)
+
+
+def jaxnn_fit_shown(epochs: int):
+    """``fit`` as the tutorial calls it: ``verbose=1`` (the default) on NumPy arrays,
+    its progress written to a discarded stream."""
+    model = nn.Sequential(nn.Dense(HIDDEN, "relu"), nn.Dense(1, "sigmoid"))
+    trainer = nn.Trainer(model, "binary_crossentropy", "adam", metrics=["accuracy"])
+    x, y = (np.asarray(a) for a in data())
+    state = trainer.init(jax.random.key(0), x)
+
+    def run():
+        with contextlib.redirect_stdout(io.StringIO()):
+            return trainer.fit(state, x, y, epochs=epochs, batch_size=BATCH)
+
+    return run
+
+
+def jaxnn_fit_numpy(epochs: int):
+    """``fit(verbose=0)`` on NumPy arrays, as most users hold their data."""
+    model = nn.Sequential(nn.Dense(HIDDEN, "relu"), nn.Dense(1, "sigmoid"))
+    trainer = nn.Trainer(model, "binary_crossentropy", "adam", metrics=["accuracy"])
+    x, y = (np.asarray(a) for a in data())
     state = trainer.init(jax.random.key(0), x)
     return lambda: trainer.fit(state, x, y, epochs=epochs, batch_size=BATCH, verbose=0)
 

@@ -10,19 +10,37 @@ The workload of ``benchmarks/mlp.py`` (784-512-512-10, batch 256, Adam), trained
   memory (a function returning a fresh generator per epoch);
 * ``(c)`` ``nn.ArrayStream`` over ``np.load(path, mmap_mode="r")`` files of the same
   data: an exact new permutation per epoch, each batch's rows read from the file;
-* ``(d)`` grain (``pip install -e ".[data]"``), as its documentation builds a
-  pipeline: ``grain.MapDataset.source(rows of the same memory maps).shuffle(seed)
-  .batch(256).to_iter_dataset(grain.ReadOptions(num_threads=cores))``, the read
-  threads set to this machine's cores (its default of 16 is slower on few cores);
+* ``(d)`` grain (``pip install -e ".[data]"``), the fastest pipeline of grain's own
+  transformations found on this machine: ``grain.MapDataset.range(n).shuffle(seed)
+  .batch(256).map(gather)``, grain shuffling and batching the example indices and
+  ``gather`` reading each batch's rows from the memory maps in one NumPy gather,
+  ``.to_iter_dataset(grain.ReadOptions(num_threads=1))``;
+* ``(d')`` grain as its documentation builds a pipeline, one record per example:
+  ``grain.MapDataset.source(rows of the same memory maps).shuffle(seed).batch(256)
+  .to_iter_dataset(grain.ReadOptions(num_threads=1))`` (the rows are plain NumPy
+  views of the maps, not a ``np.memmap`` object per row, which costs about 1 ms more
+  per batch). One read thread is the fastest setting for training on 2 cores (0,
+  1, 2 and 16 were tried: more threads fight over the GIL);
 * ``(e)`` Keras 3 ``model.fit`` on the same generator as ``(b)``, JAX backend, in its
   own process (it needs ``KERAS_BACKEND`` before it is imported); skipped when keras
   is not installed (``pip install -e ".[bench]"``).
 
-``(a)`` to ``(d)`` run in one process, warmed up (compiled) first and then
+``(a)`` to ``(d')`` run in one process, warmed up (compiled) first and then
 alternated, medians of ``--repeats``; their ratios to ``(a)`` are steps per second
 over ``(a)``'s in the same run (target: at least 0.9). The files sit in the page
 cache, as a data set that fits in RAM would after its first epoch: this measures
-the pipeline, not the disk.
+the pipeline, not the disk. The grain pipelines are also iterated alone, without
+training (batches per second, the same epoch): grain's own cost per batch, which
+on a machine with few cores competes with the training step for them. As a
+control, ``(d~)`` and ``(d'~)`` feed the generator of ``(b)`` with as much
+pure-Python CPU work before each batch as grain alone spends on one: if they run
+as fast as ``(d)`` and ``(d')``, grain's own cost, not jaxnn's handling of its
+batches, is what bounds them.
+
+The host's path per batch, timed on batches already in memory for a tiny batch (32,
+8) and the MLP's (256, 784): ``jaxnn.stream.chunks`` (checking a batch and copying it
+into its chunk, NaN and Inf looked for once per chunk) then ``jax.device_put`` of the
+chunk, against ``np.stack`` of the same batches then ``jax.device_put``.
 
 Then the peak resident memory of ``(c)`` for two file sizes, 4x apart: each size in a
 fresh process that trains one epoch over the whole file (``ru_maxrss`` read with
@@ -97,25 +115,94 @@ def shuffled_batches(x, y) -> Callable[[], Iterator[tuple]]:
     return batches
 
 
-def grain_batches(x, y) -> Callable[[], Iterator[tuple]] | None:
-    """grain's pipeline over the rows of ``x`` and ``y``; ``None`` without grain."""
+def grain_pipelines(x, y) -> dict[str, Callable[[], Iterator[tuple]]]:
+    """``(d)`` and ``(d')``: functions returning a fresh iterator over grain's batches
+    of the rows of ``x`` and ``y`` (memory maps); empty without grain."""
     if importlib.util.find_spec("grain") is None:
-        return None
+        return {}
     import grain
+
+    xs, ys = np.asarray(x), np.asarray(y)  # plain views of the maps: no copy
 
     class Rows:  # grain's random-access source protocol: __len__ and __getitem__
         def __len__(self) -> int:
-            return len(x)
+            return len(xs)
 
         def __getitem__(self, i: int) -> tuple:
-            return x[i], y[i]
+            return xs[i], ys[i]
 
-    dataset = grain.MapDataset.source(Rows()).shuffle(seed=0).batch(BATCH)
-    options = grain.ReadOptions(num_threads=os.cpu_count() or 1, prefetch_buffer_size=4 * BATCH)
-    return lambda: iter(dataset.to_iter_dataset(options))
+    def gather(index: np.ndarray) -> tuple:
+        rows = np.sort(index)  # ascending reads; the order within a batch is irrelevant
+        return xs[rows], ys[rows]
+
+    options = grain.ReadOptions(num_threads=1, prefetch_buffer_size=4 * BATCH)
+    indices = grain.MapDataset.range(len(xs)).shuffle(seed=0).batch(BATCH).map(gather)
+    records = grain.MapDataset.source(Rows()).shuffle(seed=0).batch(BATCH)
+    return {
+        "d": lambda: iter(indices.to_iter_dataset(options)),
+        "d'": lambda: iter(records.to_iter_dataset(options)),
+    }
 
 
-def throughput(steps: int, repeats: int, directory: Path) -> list[dict]:
+def grain_alone(pipelines: dict, repeats: int) -> dict:
+    """Each grain pipeline iterated for one epoch without training: batches/s."""
+    out = {}
+    for key, make in pipelines.items():
+        times = []
+        for _ in range(repeats + 1):  # the first warms up
+            start = time.perf_counter()
+            batches = sum(1 for _ in make())
+            times.append(time.perf_counter() - start)
+        seconds = statistics.median(times[1:])
+        out[key] = {"batches": batches, "seconds": seconds, "batches_per_s": batches / seconds}
+    return out
+
+
+def host_path(repeats: int) -> dict:
+    """Microseconds per batch of the host's path for a stream: ``jaxnn.stream.chunks``
+    building chunks of 64 batches and ``jax.device_put`` of each, against the plain
+    way (``np.stack`` of the same 64 batches, then ``jax.device_put``), each timed to
+    the end of the transfer."""
+    import jax
+
+    from jaxnn import stream
+
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, (size, features) in {"tiny": (32, 8), "mlp": (BATCH, c.MLP_SIZES[0])}.items():
+        k = 64
+        x = rng.normal(size=(k * size, features)).astype(np.float32)
+        y = rng.integers(0, c.MLP_CLASSES, k * size).astype(np.int32)
+        batches = [(x[i : i + size], y[i : i + size]) for i in range(0, k * size, size)]
+        pool = stream.ChunkBuffers()
+
+        def ours(batches=batches, k=k, pool=pool) -> None:
+            for chunk in stream.chunks("fit", iter(batches), k, buffers=pool):
+                jax.block_until_ready(jax.device_put(chunk[:4]))
+
+        def plain(batches=batches) -> None:
+            stacked = [np.stack([b[i] for b in batches]) for i in (0, 1)]
+            jax.block_until_ready(jax.device_put(stacked))
+
+        per_batch = {}
+        for key, fn in (("chunks", ours), ("np_stack", plain)):
+            fn()
+            times = []
+            for _ in range(max(9, repeats)):
+                start = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - start)
+            per_batch[key] = statistics.median(times) / k * 1e6
+        out[name] = {
+            "batch": [size, features],
+            "chunks_us_per_batch": per_batch["chunks"],
+            "np_stack_us_per_batch": per_batch["np_stack"],
+            "vs_np_stack": per_batch["chunks"] / per_batch["np_stack"],
+        }
+    return out
+
+
+def throughput(steps: int, repeats: int, directory: Path) -> tuple[list[dict], dict]:
     import jax
     import jax.numpy as jnp
 
@@ -137,16 +224,21 @@ def throughput(steps: int, repeats: int, directory: Path) -> list[dict]:
         "a": "(a) jaxnn: Trainer.fit on arrays on the device",
         "b": "(b) jaxnn: Trainer.fit on a generator of NumPy batches",
         "c": "(c) jaxnn: Trainer.fit on nn.ArrayStream (memory-mapped file)",
-        "d": "(d) jaxnn: Trainer.fit on a grain pipeline (same memory maps)",
+        "d": "(d) jaxnn: Trainer.fit on grain: indices shuffled, batches gathered",
+        "d'": "(d') jaxnn: Trainer.fit on grain: one record per example (its docs)",
     }
     fns = {
         "a": lambda: trainer.fit(state, xs, ys, epochs=1, batch_size=BATCH, verbose=0)[0].params,
         "b": fit(shuffled_batches(x, y)),
         "c": fit(nn.ArrayStream(mx, my, batch_size=BATCH, seed=0)),
     }
-    source = grain_batches(mx, my)
-    if source is not None:
-        fns["d"] = fit(source)
+    pipelines = grain_pipelines(mx, my)
+    fns.update({key: fit(make) for key, make in pipelines.items()})
+    alone = grain_alone(pipelines, repeats)
+    for key, r in alone.items():  # the control: (b) with grain's CPU time per batch
+        ms = 1e3 * r["seconds"] / r["batches"]
+        names[f"{key}~"] = f"({key}~) jaxnn: the generator of (b) + {ms:.2f} ms of Python a batch"
+        fns[f"{key}~"] = fit(burning(shuffled_batches(x, y), ms))
     timed = c.alternate(fns, repeats)
     rows = []
     for key, name in names.items():
@@ -157,7 +249,21 @@ def throughput(steps: int, repeats: int, directory: Path) -> list[dict]:
         rows.append(
             {"key": key, "name": name, "steps": steps, **t, "steps_per_s": steps / t["seconds"]}
         )
-    return rows
+    return rows, alone
+
+
+def burning(batches: Callable[[], Iterator[tuple]], ms: float) -> Callable[[], Iterator[tuple]]:
+    """``batches`` with ``ms`` milliseconds of pure-Python CPU work (holding the GIL, as
+    grain's per-record code does) before each batch: grain's cost without grain."""
+
+    def burned() -> Iterator[tuple]:
+        for batch in batches():
+            end = time.thread_time() + ms / 1e3
+            while time.thread_time() < end:
+                pass
+            yield batch
+
+    return burned
 
 
 def keras_worker(steps: int, repeats: int, out: str) -> None:
@@ -286,21 +392,36 @@ def main() -> None:
     steps, repeats, timeout = settings["steps"], settings["repeats"], 600.0
     print(f"streaming: MLP 784-512-512-10, batch {BATCH}, {steps} steps, median of {repeats}")
     with tempfile.TemporaryDirectory() as tmp:
-        rows = throughput(steps, repeats, Path(tmp))
+        rows, alone = throughput(steps, repeats, Path(tmp))
     rows.append(keras_row(steps, repeats, timeout))
     reference = rows[0]["steps_per_s"]
     for r in rows:
         if "steps_per_s" in r:
             r["vs_memory"] = r["steps_per_s"] / reference
-            print(f"  {r['name']:66} {r['steps_per_s']:7.1f} steps/s  {r['vs_memory']:.2f}x (a)")
+            print(f"  {r['name']:70} {r['steps_per_s']:7.1f} steps/s  {r['vs_memory']:.2f}x (a)")
         else:
-            print(f"  {r['name']:66} {r.get('skipped') or 'failed: ' + r['error']}")
+            print(f"  {r['name']:70} {r.get('skipped') or 'failed: ' + r['error']}")
+    for key, r in alone.items():
+        r["vs_memory"] = r["batches_per_s"] / reference
+        print(
+            f"  ({key}) grain alone, no training: {r['batches_per_s']:.0f} batches/s, "
+            f"{1e3 / r['batches_per_s']:.2f} ms per batch ({r['vs_memory']:.2f}x (a)'s steps/s)"
+        )
+    host = host_path(repeats)
+    for name, r in host.items():
+        print(
+            f"  host path per {name} batch {tuple(r['batch'])}, to the device: chunks "
+            f"{r['chunks_us_per_batch']:.1f} us, np.stack {r['np_stack_us_per_batch']:.1f} us "
+            f"({r['vs_np_stack']:.2f}x)"
+        )
     results = {
         "workload": "streaming",
         "steps": steps,
         "batch": BATCH,
         "repeats": repeats,
         "rows": rows,
+        "grain_alone": alone,
+        "host_path": host,
         "memory": memory(settings["rss_mib"], settings["rss_chunk"], timeout),
     }
     if args.json:

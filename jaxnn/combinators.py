@@ -18,6 +18,7 @@ from jaxnn.core import (
     as_layer,
     check_entries,
     child_key,
+    configured,
     output_spec,
     scope,
     unique_names,
@@ -77,6 +78,7 @@ def _apply_child(
     return y
 
 
+@configured
 def Sequential(*layers: LayerLike | Sequence[LayerLike], name: str | None = None) -> Layer:
     """Chains layers: the output of each is the input of the next.
 
@@ -139,6 +141,7 @@ def Sequential(*layers: LayerLike | Sequence[LayerLike], name: str | None = None
     return Layer(init, apply, "Sequential", name, children, child_inputs)
 
 
+@configured
 def Parallel(
     *layers: LayerLike | Sequence[LayerLike],
     merge: str | Callable[[list], Any] | None = "concat",
@@ -218,6 +221,7 @@ def Parallel(
     return Layer(init, apply, "Parallel", name, children, child_inputs)
 
 
+@configured
 def Residual(layer: LayerLike, *, name: str | None = None) -> Layer:
     """Adds a layer's output to its input: ``y = x + layer(x)``.
 

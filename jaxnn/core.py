@@ -119,6 +119,12 @@ class Layer:
         children: ``(name, layer)`` pairs of a combinator, in order; empty for a leaf.
         child_inputs: for a combinator, ``child_inputs(params, state, x)`` gives the
             input spec of each child, in ``children`` order (used by ``summary``).
+        config: what a built-in constructor built the layer from (its name and
+            arguments), or ``None``. Two layers with equal configs, names and kinds
+            compute the same thing, so they compare equal (and ``Trainer`` reuses the
+            programs compiled for one with the other); a layer without a config is
+            equal only to itself. Set by :func:`configured`; a layer you rebuild with
+            other ``init`` or ``apply`` functions must not keep it.
 
     Raises:
         TypeError: at construction, for an ``init`` or ``apply`` that is not a
@@ -156,6 +162,21 @@ state it was given, for a layer without state).
     name: str | None = None
     children: tuple[tuple[str, Layer], ...] = ()
     child_inputs: Callable[[Params, State, Spec], Sequence[Spec]] | None = None
+    config: Any = dataclasses.field(default=None, repr=False)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Layer):
+            return NotImplemented
+        if self is other:
+            return True
+        if self.config is None or other.config is None:
+            return False
+        return (self.config, self.name, self.kind) == (other.config, other.name, other.kind)
+
+    def __hash__(self) -> int:
+        if self.config is None:
+            return object.__hash__(self)
+        return hash((self.config, self.name, self.kind))
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, str) or not self.kind:
@@ -501,7 +522,7 @@ def spec_of(x: Any, where: str | None = None) -> Spec:
         casts them), so a Python float becomes float32.
 
     Raises:
-        ValueError: for a leaf of strings, Python objects or dates.
+        ValueError: for a leaf of strings, Python objects, dates or complex numbers.
 
     Example:
         >>> import numpy as np
@@ -517,6 +538,14 @@ def spec_of(x: Any, where: str | None = None) -> Spec:
             return leaf
         if not hasattr(leaf, "shape") or not hasattr(leaf, "dtype"):
             leaf = np.asarray(leaf)
+        if isinstance(leaf.dtype, np.dtype) and leaf.dtype.kind == "c":
+            prefix = f"{where}: " if where else ""
+            raise ValueError(
+                f"{prefix}expected real numeric arrays, got complex numbers (dtype "
+                f"{leaf.dtype}, shape {tuple(leaf.shape)}): jaxnn's layers and losses are "
+                "real-valued. Pass the real and imaginary parts as separate features, e.g. "
+                "np.concatenate([x.real, x.imag], axis=-1)."
+            )
         if isinstance(leaf.dtype, np.dtype) and leaf.dtype.kind in "OSUMm":
             # Strings, objects and dates: no layer computes with them, and a spec of
             # them would fail (or pass, untouched) deep inside a trace.
@@ -616,6 +645,49 @@ have (it has ['kernel', 'bias']). Pass the params returned by this model's own i
             kind,
             f"{what} lack entries {missing}. Pass the {what} returned by this model's own init.",
         )
+
+
+def configured(constructor: Callable[..., Layer]) -> Callable[..., Layer]:
+    """Marks a layer constructor whose arguments fully determine the layer it builds:
+    the layer gets ``config`` = the constructor's name and arguments, so equal calls
+    give equal layers (see :attr:`Layer.config`). Arguments that cannot be hashed
+    (arrays, for instance) leave ``config`` unset.
+
+    Example:
+        >>> @configured
+        ... def Scale(factor):
+        ...     return Layer(lambda key, x: ({}, {}), lambda p, s, x: (x * factor, s), "Scale")
+        >>> Scale(2.0) == Scale(2.0), Scale(2.0) == Scale(3.0)
+        (True, False)
+    """
+
+    @functools.wraps(constructor)
+    def build(*args: Any, **kwargs: Any) -> Layer:
+        layer = constructor(*args, **kwargs)
+        if isinstance(layer, Layer) and layer.config is None:
+            config = (
+                constructor.__module__,
+                constructor.__qualname__,
+                _frozen(args),
+                _frozen(sorted(kwargs.items())),
+            )
+            try:
+                hash(config)
+            except TypeError:  # an array or another unhashable argument
+                return layer
+            object.__setattr__(layer, "config", config)
+        return layer
+
+    return build
+
+
+def _frozen(value: Any) -> Any:
+    """Lists, tuples and dicts as nested tuples (hashable when their items are)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return ("dict", tuple((k, _frozen(v)) for k, v in sorted(value.items(), key=repr)))
+    return value
 
 
 def as_layer(obj: Layer | Callable | str) -> Layer:

@@ -32,6 +32,7 @@ __all__ = [
     "check_target_values",
     "check_validation_data",
     "check_validation_split",
+    "class_weights",
     "num_examples",
     "prepare",
     "prepare_members",
@@ -132,8 +133,10 @@ def _to_array(where: str, what: str, a: Any) -> jax.Array:
                 f"{_rows(rows)}. Clean or drop those rows before training."
             )
     if isinstance(arr, np.ndarray):
-        arr = narrow(where, what, arr)
-    return jnp.asarray(arr)
+        # device_put copies host data without compiling anything (jnp.asarray compiles
+        # a small program per shape on some JAX versions).
+        return jax.device_put(narrow(where, what, arr))
+    return arr
 
 
 @jax.jit
@@ -199,7 +202,7 @@ def prepare(
                 "length (one target per example)."
             )
     if sample_weight is None:
-        weight = jnp.ones((n,), jnp.float32)
+        weight = jax.device_put(np.ones((n,), np.float32))
     else:
         weight = _to_array(where, "sample_weight", sample_weight)
         if weight.shape != (n,):
@@ -552,3 +555,82 @@ def prepare_members(
     else:
         weight = jnp.asarray(sample_weight, jnp.float32)
     return Data(x, y, weight), examples
+
+
+def class_weights(where: str, class_weight: Any, y: Any, predictions: Any) -> jax.Array:
+    """Keras's ``class_weight`` as one weight per example, to multiply into the others.
+
+    The class of an example is its target: the 0/1 label of a one-output (binary)
+    model, the integer label of sparse targets ``(n,)`` or ``(n, 1)``, or the argmax
+    of one-hot targets ``(n, classes)``. A class the dict leaves out weighs 1, as
+    in Keras.
+
+    Args:
+        where: the caller, for messages (``"Trainer.fit"``).
+        class_weight: a dict from class index to a non-negative weight.
+        y: the targets, ``(n,)``, ``(n, 1)`` or ``(n, classes)``.
+        predictions: the model's output spec with its batch axis (anything with a
+            ``shape``): its last axis gives the number of classes (1: binary).
+
+    Returns:
+        ``(n,)`` float32 weights.
+
+    Raises:
+        TypeError: if ``class_weight`` is not a dict.
+        ValueError: for a key that is not a class of the model, a negative or
+            non-finite weight, targets that are not one array of those shapes, or
+            sparse targets that are not integer labels of the model's classes.
+
+    Example:
+        >>> import jax
+        >>> out = jax.ShapeDtypeStruct((4, 1), "float32")  # a binary model
+        >>> class_weights("fit", {0: 1.0, 1: 3.0}, np.array([0, 1, 1, 0]), out).tolist()
+        [1.0, 3.0, 3.0, 1.0]
+    """
+    if not isinstance(class_weight, dict):
+        raise TypeError(
+            f"{where}: class_weight must be a dict from class index to weight, such as "
+            f"{{0: 1.0, 1: 5.0}}, got {type(class_weight).__name__}."
+        )
+    if not isinstance(y, (jax.Array, np.ndarray)):
+        raise ValueError(
+            f"{where}: class_weight needs the targets as one array, got "
+            f"{type(y).__name__}. Pass sample_weight instead."
+        )
+    shape = tuple(predictions.shape)
+    classes = 2 if len(shape) == 1 or shape[-1] == 1 else shape[-1]
+    labels = np.asarray(y)
+    if labels.ndim > 2 or (labels.ndim == 2 and labels.shape[1] not in (1, classes)):
+        raise ValueError(
+            f"{where}: class_weight needs targets (n,), (n, 1) or one-hot (n, {classes}), "
+            f"got shape {labels.shape}. Pass per-example weights as sample_weight instead."
+        )
+    if labels.ndim == 2 and labels.shape[1] == classes and classes > 1 and shape[-1] != 1:
+        labels = np.argmax(labels, axis=1)
+    else:
+        labels = labels.reshape(-1)
+        whole = np.isfinite(labels) & (labels == np.round(labels))
+        inside = whole & (labels >= 0) & (labels < classes)
+        if not np.all(inside):
+            row = int(np.argmin(inside))
+            raise ValueError(
+                f"{where}: class_weight needs integer class labels in [0, {classes}), but "
+                f"target {row} is {labels[row]!r}. Pass labels (or one-hot targets), or "
+                "per-example weights as sample_weight."
+            )
+        labels = labels.astype(np.int64)
+    table = np.ones(classes, np.float32)
+    for key, value in class_weight.items():
+        is_int = isinstance(key, (int, np.integer)) and not isinstance(key, bool)
+        if not is_int or not 0 <= key < classes:
+            raise ValueError(
+                f"{where}: class_weight has the key {key!r}, but the model has {classes} "
+                f"classes, 0 to {classes - 1}. Use class indices as keys."
+            )
+        ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+        if not ok or not np.isfinite(value) or value < 0:
+            raise ValueError(
+                f"{where}: class_weight[{key}] is {value!r}; a weight must be a finite number >= 0."
+            )
+        table[int(key)] = value
+    return jnp.asarray(table[labels], jnp.float32)

@@ -14,6 +14,12 @@ exactly the metric over the whole data set, whatever the batch size::
 a pytree, so it can be the carry of ``lax.scan``; with nothing counted the result is NaN,
 as in training logs. Shapes follow the losses' rules (:func:`jaxnn.losses.align`): never
 a silent broadcast, an error naming both shapes.
+
+Metrics that are not means of per-example values (AUC, precision, recall, F-scores,
+mean IoU) are :class:`~jaxnn.confusion_metrics.StatefulMetric` values, made in
+:mod:`jaxnn.confusion_metrics`; :func:`get` finds them by their Keras names too
+(``"auc"``, ``"precision"``, ``"recall"``, ``"f1_score"``, ``"fbeta_score"``,
+``"mean_iou"``), so ``Trainer(..., metrics=["auc"])`` works.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from jaxnn import confusion_metrics as cm
 from jaxnn._checks import bind_options, lookup
 from jaxnn._types import ArrayLike
 from jaxnn.losses import (
@@ -53,6 +61,8 @@ __all__ = [
     "mean_squared_error",
     "reduce",
     "sparse_categorical_accuracy",
+    "sparse_top_k_categorical_accuracy",
+    "top_k_categorical_accuracy",
 ]
 
 # The regression metrics are the per-example forms of the losses of the same name.
@@ -207,6 +217,95 @@ def accuracy(
         f"{p[-1]} classes pass one-hot targets {p} or integer labels {p[:-1]} "
         f"(or {(*p[:-1], 1)})."
     )
+
+
+def _in_top_k(predictions: jax.Array, labels: jax.Array, k: Any) -> jax.Array:
+    """Whether each label's score is among the ``k`` highest (ties count in, as Keras's
+    ``in_top_k``): fewer than ``k`` classes score strictly higher."""
+    classes = predictions.shape[-1]
+    safe = jnp.clip(labels, 0, classes - 1).astype(jnp.int32)
+    score = jnp.take_along_axis(predictions, safe[..., None], axis=-1)
+    higher = jnp.sum(predictions > score, axis=-1)
+    return higher < k
+
+
+def _check_k(name: str, k: Any) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"{name}: k must be an integer >= 1, got {k!r}.")
+
+
+def top_k_categorical_accuracy(
+    predictions: ArrayLike, targets: ArrayLike, *, k: int = 5
+) -> jax.Array:
+    """Whether the one-hot target's class is among the ``k`` highest scores, per example.
+
+    As Keras's ``top_k_categorical_accuracy``: ties with the ``k``-th score count as
+    hits. Equal to scikit-learn's ``top_k_accuracy_score`` when scores do not tie.
+
+    Args:
+        predictions: scores ``(batch, ..., classes)``: probabilities or logits.
+        targets: one-hot targets of the same shape (the class is their argmax).
+        k: how many of the highest scores count, >= 1.
+
+    Returns:
+        ``(batch,)`` values in ``[0, 1]``.
+
+    Raises:
+        ValueError: if the shapes differ or ``k`` is not a positive integer.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> p = jnp.array([[0.5, 0.3, 0.2], [0.1, 0.3, 0.6]])
+        >>> t = jnp.array([[0, 1, 0], [1, 0, 0]])
+        >>> top_k_categorical_accuracy(p, t, k=2).tolist()
+        [1.0, 0.0]
+    """
+    name = "top_k_categorical_accuracy"
+    _check_k(name, k)
+    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    check_batch(name, predictions, targets)
+    if tuple(targets.shape) != tuple(predictions.shape):
+        raise ValueError(
+            f"{name}: targets have shape {tuple(targets.shape)} but predictions have shape "
+            f"{tuple(predictions.shape)}; one-hot targets must match the predictions' "
+            "shape. For integer labels use sparse_top_k_categorical_accuracy."
+        )
+    return _mean_of(_in_top_k(predictions, jnp.argmax(targets, axis=-1), k))
+
+
+def sparse_top_k_categorical_accuracy(
+    predictions: ArrayLike, targets: ArrayLike, *, k: int = 5
+) -> jax.Array:
+    """Whether the integer label is among the ``k`` highest scores, per example.
+
+    As Keras's ``sparse_top_k_categorical_accuracy`` (ties with the ``k``-th score
+    count as hits); equal to scikit-learn's ``top_k_accuracy_score`` without ties.
+
+    Args:
+        predictions: scores ``(batch, ..., classes)``.
+        targets: class labels ``(batch, ...)`` or ``(batch, ..., 1)`` in
+            ``[0, classes)``; a traced invalid label makes its example NaN.
+        k: how many of the highest scores count, >= 1.
+
+    Returns:
+        ``(batch,)`` values in ``[0, 1]``.
+
+    Raises:
+        ValueError: if the label shape does not fit, concrete labels are invalid, or
+            ``k`` is not a positive integer.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> p = jnp.array([[0.5, 0.3, 0.2], [0.1, 0.3, 0.6]])
+        >>> sparse_top_k_categorical_accuracy(p, jnp.array([1, 0]), k=2).tolist()
+        [1.0, 0.0]
+    """
+    name = "sparse_top_k_categorical_accuracy"
+    _check_k(name, k)
+    predictions = jnp.asarray(predictions)
+    labels = sparse_targets(name, predictions, targets)
+    hits = _in_top_k(predictions, labels, k).astype(jnp.float32)
+    return per_example_mean(jnp.where(labels < predictions.shape[-1], hits, jnp.nan))
 
 
 def mean_squared_error(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
@@ -379,6 +478,21 @@ _BY_NAME: dict[str, Callable[..., jax.Array]] = {
     "mse": mean_squared_error,
     "mean_absolute_error": mean_absolute_error,
     "mae": mean_absolute_error,
+    "top_k_categorical_accuracy": top_k_categorical_accuracy,
+    "sparse_top_k_categorical_accuracy": sparse_top_k_categorical_accuracy,
+}
+
+# Stateful metrics, by Keras's function-style and class names (lower-cased).
+_STATEFUL: dict[str, Callable[..., cm.StatefulMetric]] = {
+    "auc": cm.AUC,
+    "precision": cm.Precision,
+    "recall": cm.Recall,
+    "f1_score": cm.F1Score,
+    "f1score": cm.F1Score,
+    "fbeta_score": cm.FBetaScore,
+    "fbetascore": cm.FBetaScore,
+    "mean_iou": cm.MeanIoU,
+    "meaniou": cm.MeanIoU,
 }
 
 _BUILTINS = frozenset(
@@ -389,14 +503,35 @@ _BUILTINS = frozenset(
         sparse_categorical_accuracy,
         mean_squared_error,
         mean_absolute_error,
+        top_k_categorical_accuracy,
+        sparse_top_k_categorical_accuracy,
     }
 )
 
 
+def _stateful(name: str, kwargs: dict[str, Any]) -> cm.StatefulMetric:
+    """The stateful metric called ``name``, made with ``kwargs``; its log name is the
+    spelling given unless ``kwargs`` names it."""
+    make = _STATEFUL[name.lower()]
+    where = f"metric {name!r}"
+    bind_options(where, make, kwargs)  # checks the option names
+    try:
+        return make(**{"name": name, **kwargs})
+    except TypeError as e:  # a required option missing, such as num_classes
+        raise ValueError(
+            f"{where}: {e}. Pass it as an option, e.g. "
+            f"nn.metrics.get({name!r}, num_classes=3) for mean_iou."
+        ) from None
+
+
 def get(
-    metric: str | Callable | Loss | Metric, *, order: str | None = None, **kwargs: Any
-) -> Metric:
-    """Returns a :class:`Metric` for a Keras name, a function, a Loss or a Metric.
+    metric: str | Callable | Loss | Metric | cm.StatefulMetric,
+    *,
+    order: str | None = None,
+    **kwargs: Any,
+) -> Metric | cm.StatefulMetric:
+    """Returns a :class:`Metric` (or a stateful metric) for a Keras name, a function,
+    a Loss or a Metric.
 
     Args:
         metric: one of
@@ -404,7 +539,16 @@ def get(
             * a name, case-insensitive: ``"accuracy"``/``"acc"``,
               ``"binary_accuracy"``, ``"categorical_accuracy"``,
               ``"sparse_categorical_accuracy"``, ``"mean_squared_error"``/``"mse"``,
-              ``"mean_absolute_error"``/``"mae"``; the metric keeps the spelling given;
+              ``"mean_absolute_error"``/``"mae"``, ``"top_k_categorical_accuracy"``,
+              ``"sparse_top_k_categorical_accuracy"`` (option ``k=5``); the metric
+              keeps the spelling given;
+            * the name of a stateful metric, which gives a
+              :class:`~jaxnn.confusion_metrics.StatefulMetric` made with
+              ``kwargs`` (Keras's options): ``"auc"``, ``"precision"``,
+              ``"recall"``, ``"f1_score"``, ``"fbeta_score"``, ``"mean_iou"``
+              (needs ``num_classes``), or their Keras class names (``"AUC"``,
+              ``"F1Score"``, ``"MeanIoU"``, ...);
+            * a :class:`~jaxnn.confusion_metrics.StatefulMetric`, returned as is;
             * a function of this module (``metrics.accuracy``);
             * a :class:`jaxnn.losses.Loss` (its per-example values, e.g. to log a
               second loss);
@@ -421,14 +565,17 @@ def get(
             ``"accuracy"`` on logits.
 
     Returns:
-        The :class:`Metric`, its options in ``kwargs``.
+        The :class:`Metric` or :class:`~jaxnn.confusion_metrics.StatefulMetric`,
+        its options in ``kwargs``.
 
     Raises:
         ValueError: for an unknown name (the message suggests close matches), an
             option the metric does not take (checked against its keyword parameters
             after ``predictions`` and ``targets``), a function whose parameter names
             do not tell their order (without ``order``), or an ``order`` given with
-            a name, a built-in metric, a Loss or a Metric.
+            a name, a built-in metric, a Loss or a Metric; options given with a
+            ``StatefulMetric`` (they go to its constructor); a stateful metric's
+            required option missing (``num_classes`` of ``"mean_iou"``).
         TypeError: for a ``metric`` of the wrong type.
 
     Example:
@@ -441,6 +588,8 @@ def get(
         ('accuracy', 'ACC')
         >>> dict(get("binary_accuracy", threshold=0.0).kwargs)
         {'threshold': 0.0}
+        >>> get("AUC", curve="PR").kwargs["curve"], get("mean_iou", num_classes=3).name
+        ('PR', 'mean_iou')
         >>> get("acuracy")
         Traceback (most recent call last):
         ...
@@ -448,13 +597,24 @@ def get(
     """
     frozen = MappingProxyType(dict(kwargs))
     builtin = any(metric is b for b in _BUILTINS)
-    if order is not None and (isinstance(metric, (str, Loss, Metric)) or builtin):
+    stateful = (str, Loss, Metric, cm.StatefulMetric)
+    if order is not None and (isinstance(metric, stateful) or builtin):
         given = metric if isinstance(metric, str) else getattr(metric, "name", None)
         raise ValueError(
             f"metric {given or function_name(metric)!r}: order is for a function of your "
             "own (its argument order); a name, a built-in metric, a Loss or a Metric "
             "already takes (predictions, targets). Drop order."
         )
+    if isinstance(metric, cm.StatefulMetric):
+        if kwargs:
+            raise ValueError(
+                f"metric {metric.name!r}: a stateful metric takes its options when it "
+                f"is made, not here; got {sorted(kwargs)}. Make it with them, e.g. "
+                "nn.metrics.get('auc', curve='PR') or nn.AUC(curve='PR')."
+            )
+        return metric
+    if isinstance(metric, str) and metric.lower() in _STATEFUL:
+        return _stateful(metric, dict(kwargs))
     if isinstance(metric, Metric):
         if not kwargs:
             return metric
@@ -465,7 +625,9 @@ def get(
         loss = get_loss(metric, **kwargs)
         return Metric(loss.name, loss.per_example, loss.kwargs)
     if isinstance(metric, str):
-        fn = lookup("metric", metric, _BY_NAME, "pass a function f(predictions, targets)")
+        # Stateful names are in the table only for the suggestions of a misspelling.
+        known = {**_BY_NAME, **_STATEFUL}
+        fn = lookup("metric", metric, known, "pass a function f(predictions, targets)")
         return Metric(metric, bind_options(f"metric {metric!r}", fn, kwargs, positional=2), frozen)
     if callable(metric):
         name = function_name(metric)
@@ -476,5 +638,5 @@ def get(
         return Metric(name, per_example_fn(fn, name, "metric"), frozen)
     raise TypeError(
         f"metric must be a name such as 'accuracy', a function f(predictions, targets), a "
-        f"Loss or a Metric, got {type(metric).__name__}."
+        f"Loss, a Metric or a StatefulMetric, got {type(metric).__name__}."
     )

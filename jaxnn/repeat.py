@@ -23,6 +23,7 @@ from jaxnn.core import (
     as_layer,
     check_entries,
     child_key,
+    configured,
     output_spec,
     scope,
     spec_of,
@@ -67,6 +68,7 @@ def _shape_error(x: Spec, y: Spec) -> LayerError:
     )
 
 
+@configured
 def Repeat(
     layer: Layer | Callable | str,
     n: int,

@@ -146,10 +146,14 @@ def _file_of(a: Any) -> _File | None:
     return _File(str(a.filename), mapped_from + into, a.itemsize * math.prod(a.shape[1:]))
 
 
-def _pread_rows(fd: int, file: _File, rows: np.ndarray, out: np.ndarray) -> None:
-    """Reads ``rows`` (sorted) of ``file`` into ``out``: one ``pread`` per group of
-    rows less than :data:`_GAP` bytes apart (a syscall costs more than copying a few
-    KiB from the page cache), straight into ``out`` when a group has no gaps."""
+def _pread_rows(
+    fd: int, file: _File, rows: np.ndarray, out: np.ndarray, dest: np.ndarray | None = None
+) -> None:
+    """Reads ``rows`` (sorted) of ``file`` into ``out``, row ``rows[i]`` into
+    ``out[dest[i]]`` (``out[i]`` without ``dest``): one ``pread`` per group of rows
+    less than :data:`_GAP` bytes apart (a syscall costs more than copying a few KiB
+    from the page cache), straight into its place in ``out`` for a lone row or, in
+    order, for a group without gaps; other groups go through a buffer."""
     size = file.row_bytes
     if not size:
         return  # rows of no bytes: nothing to read
@@ -157,24 +161,32 @@ def _pread_rows(fd: int, file: _File, rows: np.ndarray, out: np.ndarray) -> None
     view = memoryview(into.reshape(-1))
     ends = np.append(np.flatnonzero(np.diff(rows) > 1 + _GAP // size) + 1, len(rows))
     firsts = np.append(0, ends[:-1])
+    lone = ends - firsts == 1  # most groups, in a shuffle of a large file
+    places = firsts[lone] if dest is None else dest[firsts[lone]]
+    for place, row in zip(places.tolist(), rows[firsts[lone]].tolist(), strict=True):
+        _pread(fd, file, view[place * size : (place + 1) * size], row)
+    firsts, ends = firsts[~lone], ends[~lone]
     lows, highs = rows[firsts], rows[ends - 1] + 1
-    whole = highs - lows == ends - firsts  # no gaps: read in place
-    for first, end, low, high, in_place in zip(
-        *(a.tolist() for a in (firsts, ends, lows, highs, whole)), strict=True
+    for first, end, low, high in zip(
+        *(a.tolist() for a in (firsts, ends, lows, highs)), strict=True
     ):
-        if in_place:
-            buffer = view[first * size : end * size]
-        else:
-            buffer = memoryview(bytearray((high - low) * size))
-        got = os.preadv(fd, [buffer], file.start + low * size)
-        if got != len(buffer):
-            raise OSError(
-                f"ArrayStream: {file.path} ended after {got} of {len(buffer)} bytes at row "
-                f"{low}; the file is shorter than its array says (truncated?)."
-            )
-        if not in_place:
-            read = np.frombuffer(buffer, np.uint8).reshape(high - low, size)
-            into[first:end] = read[rows[first:end] - low]
+        if high - low == end - first and dest is None:  # no gaps, in order: in place
+            _pread(fd, file, view[first * size : end * size], low)
+            continue
+        buffer = memoryview(bytearray((high - low) * size))
+        _pread(fd, file, buffer, low)
+        read = np.frombuffer(buffer, np.uint8).reshape(high - low, size)
+        into[slice(first, end) if dest is None else dest[first:end]] = read[rows[first:end] - low]
+
+
+def _pread(fd: int, file: _File, buffer: memoryview, row: int) -> None:
+    """Fills ``buffer`` from ``file``, from row ``row`` on."""
+    got = os.preadv(fd, [buffer], file.start + row * file.row_bytes)
+    if got != len(buffer):
+        raise OSError(
+            f"ArrayStream: {file.path} ended after {got} of {len(buffer)} bytes at row "
+            f"{row}; the file is shorter than its array says (truncated?)."
+        )
 
 
 class ArrayStream:
@@ -433,6 +445,7 @@ class ArrayStream:
                         rows = rows[sort]
                     elif self.shuffle:
                         if start % span == 0:
+                            order = None  # the last span's order goes before the next comes
                             order = self.order(epoch, np.arange(start, min(start + span, self.n)))
                         rows = order[start % span : start % span + len(positions)]
                         sort = np.argsort(rows)
@@ -442,6 +455,7 @@ class ArrayStream:
                     )
                 reader.release()
                 yield batch
+                batch = None  # not held while the next is read
 
     def _from_windows(
         self, epoch: int, positions: np.ndarray, parts: list, reader: _Reader, window: dict
@@ -495,15 +509,13 @@ class _Reader:
     def rows(self, a: Any, rows: np.ndarray, sort: np.ndarray | None) -> np.ndarray:
         """``a[rows]`` for sorted ``rows``, put back in the order ``argsort`` undid."""
         file = self.files.get(id(a))
-        if file is not None:
+        if file is not None:  # each row read straight into its place
             got = np.empty((len(rows), *a.shape[1:]), a.dtype)
-            _pread_rows(self.fds[file.path], file, rows, got)
-        elif sort is None:  # rows in order: a slice reads them in one sweep
-            got = np.array(a[rows[0] : rows[-1] + 1])
-        else:
-            got = np.asarray(a[rows])
-        if sort is None:
+            _pread_rows(self.fds[file.path], file, rows, got, sort)
             return got
+        if sort is None:  # rows in order: a slice reads them in one sweep
+            return np.array(a[rows[0] : rows[-1] + 1])
+        got = np.asarray(a[rows])
         out = np.empty_like(got)
         out[sort] = got
         return out

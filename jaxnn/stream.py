@@ -19,7 +19,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import itertools
+import json
+import math
 import queue
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -32,6 +35,7 @@ from jaxnn._checks import check_positive_int
 
 __all__ = [
     "Chunk",
+    "ChunkBuffers",
     "InFlight",
     "Position",
     "chunks",
@@ -171,8 +175,27 @@ class Position:
     number alone places them. A plain generator cannot be moved; resuming from one
     warns, and the run reads on from wherever the generator is.
 
+    With several processes each streams its own batches from its own iterator, so
+    each has its own position: :meth:`save` gathers them all (a collective, which
+    every process calls), the checkpoint keeps them as ``{"processes": [...]}`` in
+    process order, and :meth:`restore` moves each process's iterator to its own.
+
     Args:
         source: the stream given to ``fit``.
+
+    Example:
+        >>> class Counter:  # an iterator with a position, as grain's are
+        ...     def __init__(self): self.i = 0
+        ...     def __iter__(self): return self
+        ...     def __next__(self): self.i += 1; return self.i
+        ...     def get_state(self): return {"i": self.i}
+        ...     def set_state(self, state): self.i = state["i"]
+        >>> counter = Counter(); _ = next(counter), next(counter)
+        >>> saved = Position(counter).save(); saved
+        {'state': {'i': 2}}
+        >>> again = Position(Counter()); again.restore("fit", saved, epoch=1)
+        >>> again.moved, next(again.source)
+        (True, 3)
     """
 
     def __init__(self, source: Any):
@@ -182,8 +205,7 @@ class Position:
         )
         self.moved = False  # set_state was called by a resume
 
-    def save(self) -> Any:
-        """The position, JSON-safe (``None`` when the source has none)."""
+    def _own(self) -> Any:
         if not self.movable:
             return None
         state = self.source.get_state()
@@ -191,11 +213,43 @@ class Position:
             return {"bytes": base64.b64encode(state).decode("ascii")}
         return {"state": state}
 
+    def save(self) -> Any:
+        """The position, JSON-safe (``None`` when the source has none); with several
+        processes, every process's, as ``{"processes": [...]}``. Every process must
+        call it then."""
+        own = self._own()
+        if jax.process_count() == 1:
+            return own
+        every = _every_process(own)
+        return None if all(p is None for p in every) else {"processes": every}
+
     def restore(self, where: str, saved: Any, epoch: int) -> None:
-        """Moves the source to ``saved`` (then ``moved`` is true).
+        """Moves the source to ``saved`` (then ``moved`` is true); with several
+        processes, each to its own position.
 
         Warns when a one-pass iterator cannot be moved back to epoch ``epoch``.
+
+        Raises:
+            ValueError: when the positions were saved by another number of processes.
         """
+        processes = jax.process_count()
+        if isinstance(saved, dict) and "processes" in saved:
+            if len(saved["processes"]) != processes:
+                raise ValueError(
+                    f"{where}: the checkpoint holds the stream positions of "
+                    f"{len(saved['processes'])} processes, but this run has {processes}; "
+                    "each process resumes its own stream from its own position. Resume "
+                    f"with {len(saved['processes'])} processes, or start afresh "
+                    "(Checkpointing(..., resume=False) in another directory)."
+                )
+            saved = saved["processes"][jax.process_index()]
+        elif saved is not None and processes > 1:
+            raise ValueError(
+                f"{where}: the checkpoint holds the stream position of one process, but "
+                f"this run has {processes}, each streaming its own batches. Resume with "
+                "one process, or start afresh (Checkpointing(..., resume=False) in "
+                "another directory)."
+            )
         if saved is not None and self.movable:
             state = saved.get("state")
             self.source.set_state(base64.b64decode(saved["bytes"]) if "bytes" in saved else state)
@@ -212,14 +266,30 @@ class Position:
             )
 
 
+def _every_process(value: Any) -> list[Any]:
+    """``value`` (JSON-safe) of every process, in process order. A collective: every
+    process must call it. Sent as JSON bytes, padded to a power of two (so that a
+    few lengths compile a few programs)."""
+    from jax.experimental import multihost_utils
+
+    data = np.frombuffer(json.dumps(value).encode(), np.uint8)
+    lengths = multihost_utils.process_allgather(np.array([data.size], np.int32)).reshape(-1)
+    padded = np.zeros(1 << max(6, int(lengths.max() - 1).bit_length()), np.uint8)
+    padded[: data.size] = data
+    rows = multihost_utils.process_allgather(padded)
+    return [json.loads(bytes(row[:n])) for row, n in zip(rows, lengths.tolist(), strict=True)]
+
+
 def steps_per_chunk(batch_bytes: int, given: int | None) -> int:
     """``k``, the steps per compiled dispatch: ``given``, or chosen from the batch size.
 
     Small batches are bound by the per-dispatch cost (tens of microseconds on a
     CPU), so they get many steps per chunk; large ones few, so that a chunk holds at
-    most about 64 MiB. About five chunks are alive at a time (one being stacked, two
-    prefetched, two running: :class:`InFlight`), so streaming needs a few hundred
-    MiB of host and device memory at most, whatever the size of the data.
+    most about 64 MiB. At most eight chunks' host memory is alive at a time (one
+    being built, two prefetched, one waiting for a slot, one being dispatched, two
+    running (:class:`InFlight`) and one not yet released by JAX, all kept by
+    :class:`ChunkBuffers`), so streaming needs half a GiB of host memory at most,
+    whatever the size of the data; on a CPU the device uses that memory in place.
 
     Example:
         >>> steps_per_chunk(4 * 10 * 5, None), steps_per_chunk(4 * 256 * 784, None)
@@ -241,7 +311,10 @@ def _as_numpy(a: Any) -> np.ndarray:
     return arr
 
 
-def _parts(where: str, item: Any, index: int) -> tuple[Any, Any, Any]:
+def _parts(where: str, item: Any, index: int) -> tuple[Any, int]:
+    """A batch read the careful way: ``(x, y, w)`` as NumPy arrays (``w`` of ones when
+    the batch has none) and its size, or an error that names the batch. Non-finite
+    values are found later, a chunk at a time (:func:`_check_finite`)."""
     if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
         raise ValueError(
             f"{where}: batch {index} is {type(item).__name__}"
@@ -255,118 +328,27 @@ def _parts(where: str, item: Any, index: int) -> tuple[Any, Any, Any]:
         w = None if w is None else _as_numpy(w).astype(np.float32)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{where}: batch {index} could not be read as arrays ({e}).") from e
-    for leaf in jax.tree.leaves((x, y, w)):
+    leaves = jax.tree.leaves((x, y, w))
+    for leaf in leaves:
         if not (np.issubdtype(leaf.dtype, np.number) or leaf.dtype == np.bool_):
             raise ValueError(
                 f"{where}: batch {index} holds non-numeric data (dtype {leaf.dtype}); "
                 "yield NumPy or JAX arrays of numbers."
             )
-        if np.issubdtype(leaf.dtype, np.inexact) and leaf.ndim and not np.isfinite(leaf).all():
-            rows = np.flatnonzero(~np.isfinite(leaf).reshape(len(leaf), -1).all(axis=1))
-            raise ValueError(
-                f"{where}: batch {index} has NaN or Inf values in row(s) "
-                f"{', '.join(map(str, rows[:5]))}{', ...' if len(rows) > 5 else ''}. Clean "
-                "or drop those rows in the stream."
-            )
-    return x, y, w
+    sizes = {leaf.shape[0] if leaf.ndim else -1 for leaf in leaves}
+    if len(sizes) != 1 or -1 in sizes:
+        raise ValueError(
+            f"{where}: batch {index} has arrays of different lengths or a scalar "
+            f"(leading sizes {sorted(sizes)}); every array of a batch needs the same "
+            "number of examples."
+        )
+    n = sizes.pop()
+    return (x, y, np.ones((n,), np.float32) if w is None else w), n
 
 
 def _signature(tree: Any) -> tuple:
     leaves, treedef = jax.tree.flatten(tree)
     return treedef, tuple((leaf.shape[1:], leaf.dtype) for leaf in leaves)
-
-
-def chunks(
-    where: str,
-    batches: Iterator[Any],
-    k: int,
-    *,
-    steps: int | None = None,
-) -> Iterator[Chunk]:
-    """Groups batches into :class:`Chunk` s of ``k`` steps, on the host.
-
-    The first batch fixes the batch size, the structure, the per-example shapes and
-    the dtypes; a later batch may only be smaller (the last one). A short batch is
-    padded with the epoch's first examples and masked; a short last chunk with
-    empty steps. With ``steps``, the epoch ends after that many batches.
-
-    Raises:
-        ValueError: for an empty stream, a batch that is not ``(x, y)`` or
-            ``(x, y, w)``, non-numeric data, a batch whose structure, shapes or
-            dtypes change, a batch larger than the first, a smaller batch that is
-            not the last, or a stream that ends before ``steps`` batches.
-
-    Example:
-        >>> data = [(np.ones((4, 2)), np.zeros((4, 1)))] * 2 + [(np.ones((3, 2)), np.zeros((3, 1)))]
-        >>> got = list(chunks("fit", iter(data), 2))
-        >>> [c.steps for c in got], got[1].mask.tolist()
-        ([2, 1], [[True, True, True, False], [False, False, False, False]])
-    """
-    first: tuple | None = None
-    signature, size, short, short_n, count = None, 0, None, 0, 0
-    pending: list[tuple] = []
-    # islice, so that the batch after the epoch's last stays in a shared iterator.
-    for index, item in enumerate(batches if steps is None else itertools.islice(batches, steps)):
-        count = index + 1
-        x, y, w = _parts(where, item, index)
-        sizes = {leaf.shape[0] if leaf.ndim else -1 for leaf in jax.tree.leaves((x, y, w))}
-        if len(sizes) != 1 or -1 in sizes:
-            raise ValueError(
-                f"{where}: batch {index} has arrays of different lengths or a scalar "
-                f"(leading sizes {sorted(sizes)}); every array of a batch needs the same "
-                "number of examples."
-            )
-        n = sizes.pop()
-        if w is None:
-            w = np.ones((n,), np.float32)
-        if first is None:
-            first, size, signature = (x, y, w), n, _signature((x, y, w))
-        elif _signature((x, y, w)) != signature:
-            raise ValueError(
-                f"{where}: batch {index} has another structure, per-example shape or "
-                f"dtype than batch 0: expected {_describe(signature)}, got "
-                f"{_describe(_signature((x, y, w)))}. Every batch must look like the "
-                "first (only the last may be smaller)."
-            )
-        if short is not None:
-            raise ValueError(
-                f"{where}: batch {short} had {short_n} examples, fewer than the {size} of "
-                "batch 0, but was not the last; only the last batch may be smaller. Yield "
-                "full batches."
-            )
-        if n > size:
-            raise ValueError(
-                f"{where}: batch {index} has {n} examples, more than the {size} of batch 0; "
-                "the first batch sets the batch size. Yield batches of one size (the last "
-                "may be smaller)."
-            )
-        mask = np.ones((size,), bool)
-        if n < size:
-            short, short_n = index, n
-            missing = size - n
-            x, y, w = jax.tree.map(
-                lambda a, f, m=missing: np.concatenate([a, f[:m]]), (x, y, w), first
-            )
-            mask[n:] = False
-        pending.append((x, y, w, mask))
-        if len(pending) == k:
-            yield _stack(pending, k)
-            pending = []
-    if first is None:
-        raise ValueError(
-            f"{where}: the data stream yielded no batches. Check that it yields (x, y) "
-            "tuples; a generator or other iterator gives one pass only, so a second epoch "
-            "finds it used up: pass a function that returns a fresh iterator per epoch "
-            "(lambda: make_batches()) or an iterable that can be iterated again."
-        )
-    if steps is not None and count < steps:
-        raise ValueError(
-            f"{where}: steps_per_epoch={steps}, but the data stream ended after {count} "
-            "batches. Lower steps_per_epoch, or pass a stream that yields enough (a "
-            "function returning a fresh iterator per epoch)."
-        )
-    if pending:
-        yield _stack(pending, k)
 
 
 def _describe(signature: tuple) -> str:
@@ -377,15 +359,323 @@ def _describe(signature: tuple) -> str:
     return f"{treedef.num_leaves} arrays [{shapes}]"
 
 
-def _stack(pending: list[tuple], k: int) -> Chunk:
-    steps = len(pending)
-    while len(pending) < k:  # empty steps: all masked, skipped by the program
-        x, y, w, mask = pending[0]
-        pending.append((x, y, w, np.zeros_like(mask)))
-    x, y, w, mask = (
-        jax.tree.map(lambda *a: np.stack(a), *part) for part in zip(*pending, strict=True)
-    )
-    return Chunk(x, y, w, mask, steps)
+def _plain_weight(dtype: np.dtype) -> bool:
+    """Weights whose cast to float32 on copy equals :func:`_parts`'s conversion."""
+    return dtype.kind in "fb" or (dtype.kind in "iu" and dtype.itemsize <= 4)
+
+
+class _Layout:
+    """What batch 0 fixed (the structure, per-example shapes and dtypes of ``(x, y,
+    w)``, and the batch size), and a cheap test that a later batch matches it.
+
+    A batch given as a tuple of NumPy arrays with the types, dtypes and shapes of one
+    that already passed :func:`_parts` converts to the same arrays, so :meth:`match`
+    takes its arrays as they are: no conversion, no per-leaf checks beyond
+    comparing a few attributes. Anything else goes the careful way again.
+    """
+
+    def __init__(self, tree: Any, size: int):
+        self.signature = _signature(tree)
+        self.treedef = self.signature[0]
+        self.size = size
+        dtypes = [dtype for _, dtype in self.signature[1]]
+        self.inexact = [i for i, d in enumerate(dtypes) if np.issubdtype(d, np.inexact)]
+        self.weight_shape = self.signature[1][-1][0]  # w is the last leaf of (x, y, w)
+        self.raw: tuple | None = None  # how NumPy batches that passed were given
+        self.pair = False  # ... and whether their x and y are two plain arrays
+
+    def shapes(self, k: int) -> list[tuple]:
+        """``(shape, dtype)`` of a chunk's arrays: each leaf's ``(k, size, ...)``, then
+        the mask's ``(k, size)``."""
+        leaves = [((k, self.size, *shape), dtype) for shape, dtype in self.signature[1]]
+        return [*leaves, ((k, self.size), np.dtype(bool))]
+
+    def learn(self, item: Any) -> None:
+        """Remembers how ``item``, which passed :func:`_parts`, was given, if as a
+        tuple of NumPy arrays, so that :meth:`match` accepts batches given alike."""
+        if type(item) is not tuple:
+            return
+        leaves, treedef = jax.tree.flatten(item[:2])
+        w = item[2] if len(item) == 3 else None
+        if all(isinstance(leaf, np.ndarray) for leaf in leaves) and (
+            w is None or (isinstance(w, np.ndarray) and _plain_weight(w.dtype))
+        ):
+            self.raw = (treedef, [(leaf.ndim, leaf.dtype, leaf.shape[1:]) for leaf in leaves])
+            self.pair = treedef == jax.tree.structure((0, 0))
+
+    def match(self, item: Any) -> tuple[list, int] | None:
+        """The arrays of ``(x, y)`` and ``w`` (``None`` for none) and the batch size,
+        when ``item`` is given as the batches :meth:`learn` saw; else ``None``."""
+        if self.raw is None or type(item) is not tuple or not 2 <= len(item) <= 3:
+            return None
+        treedef, expected = self.raw
+        if self.pair:
+            leaves = [item[0], item[1]]
+        else:
+            leaves, given = jax.tree.flatten(item[:2])
+            if given != treedef:
+                return None
+        n = -1
+        for leaf, (ndim, dtype, shape) in zip(leaves, expected, strict=True):
+            if not isinstance(leaf, np.ndarray) or leaf.ndim != ndim or leaf.dtype != dtype:
+                return None
+            if leaf.shape[1:] != shape or (n >= 0 and leaf.shape[0] != n):
+                return None
+            n = leaf.shape[0]
+        w = item[2] if len(item) == 3 else None
+        if w is not None and not (
+            isinstance(w, np.ndarray)
+            and w.shape == (n, *self.weight_shape)
+            and _plain_weight(w.dtype)
+        ):
+            return None
+        leaves.append(w)
+        return leaves, n
+
+
+_ALIGN = 64  # bytes: XLA's CPU client uses a host array this aligned in place, uncopied
+
+
+class ChunkBuffers:
+    """The host memory that chunks are built in, used again once nothing refers to it.
+
+    Each array of a chunk is a view of a block of bytes aligned to 64 bytes, which
+    ``jax.device_put`` on a CPU uses in place rather than copying (a copy of a 50 MiB
+    chunk costs tens of milliseconds, mostly page faults on the fresh copy). JAX then
+    keeps a reference to the block for as long as its array lives. Fresh blocks for
+    every chunk would cost those page faults again, so up to ``keep`` sets of blocks
+    are kept, and one is used again only when the only references left to its blocks
+    are this pool's (CPython's reference count): a block still under a chunk, a view
+    of one, or a device array is never overwritten. One pool serves every epoch of a
+    ``fit``.
+
+    Args:
+        keep: how many sets of blocks to keep (each one chunk).
+
+    Example:
+        >>> pool, shapes = ChunkBuffers(), [((2, 3), np.dtype(np.float32))]
+        >>> a = pool.take(shapes)[0]  # still referred to (a chunk on its way)
+        >>> b = pool.take(shapes)[0]
+        >>> np.shares_memory(a, b), a.ctypes.data % 64
+        (False, 0)
+        >>> del a  # now only the pool refers to its block
+        >>> np.shares_memory(pool.take(shapes)[0], pool.sets[0][0]), len(pool.sets)
+        (True, 2)
+    """
+
+    def __init__(self, keep: int = 8):
+        self.keep = check_positive_int("ChunkBuffers", "keep", keep)
+        self.shapes: list[tuple] | None = None
+        self.sets: list[list[np.ndarray]] = []  # blocks of bytes, one per array
+
+    def take(self, shapes: list[tuple]) -> list[np.ndarray]:
+        """Arrays of ``shapes`` (a list of ``(shape, dtype)``), aligned to 64 bytes: on a
+        free kept set of blocks, else on new ones (kept while fewer than ``keep``
+        are). Their contents are arbitrary."""
+        if shapes != self.shapes:  # another layout: start afresh
+            self.shapes, self.sets = shapes, []
+        for blocks in self.sets:
+            # References: the set's list, the loop's name and getrefcount's argument;
+            # any view of a block (NumPy's or JAX's) adds one.
+            if all(sys.getrefcount(block) <= 3 for block in blocks):
+                return _views(blocks, shapes)
+        blocks = [
+            np.empty(math.prod(shape) * np.dtype(dtype).itemsize + _ALIGN, np.uint8)
+            for shape, dtype in shapes
+        ]
+        if len(self.sets) < self.keep:
+            self.sets.append(blocks)
+        return _views(blocks, shapes)
+
+
+def _views(blocks: list[np.ndarray], shapes: list[tuple]) -> list[np.ndarray]:
+    """Each block's aligned bytes viewed as an array of its shape and dtype."""
+    out = []
+    for block, (shape, dtype) in zip(blocks, shapes, strict=True):
+        start = -block.ctypes.data % _ALIGN
+        size = len(block) - _ALIGN
+        out.append(block[start : start + size].view(dtype).reshape(shape))
+    return out
+
+
+def _check_finite(where: str, layout: _Layout, arrays: list, sizes: list[int], start: int) -> None:
+    """Refuses NaN or Inf in the ``len(sizes)`` batches of a chunk being built (batch
+    ``start`` first), naming the first such batch and its rows.
+
+    One sum per floating array of the chunk finds most chunks clean; a sum that is
+    not finite (a NaN, an Inf, or finite values whose sum overflows) is followed by
+    the exact test, batch by batch."""
+    steps = len(sizes)
+    for i in layout.inexact:
+        part = arrays[i][:steps]
+        wide = np.float32 if part.dtype.itemsize < 4 else None  # float16 sums overflow
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(part.sum(dtype=wide)):
+                continue
+        for j, n in enumerate(sizes):
+            for leaf in (arrays[i2][j, :n] for i2 in layout.inexact):
+                if not np.isfinite(leaf).all():
+                    bad = ~np.isfinite(leaf).reshape(len(leaf), -1).all(axis=1)
+                    rows = np.flatnonzero(bad)
+                    raise ValueError(
+                        f"{where}: batch {start + j} has NaN or Inf values in row(s) "
+                        f"{', '.join(map(str, rows[:5]))}{', ...' if len(rows) > 5 else ''}. "
+                        "Clean or drop those rows in the stream."
+                    )
+        return  # finite values whose sum overflowed
+
+
+def chunks(
+    where: str,
+    batches: Iterator[Any],
+    k: int,
+    *,
+    steps: int | None = None,
+    buffers: ChunkBuffers | None = None,
+) -> Iterator[Chunk]:
+    """Groups batches into :class:`Chunk` s of ``k`` steps, on the host.
+
+    The first batch fixes the batch size, the structure, the per-example shapes and
+    the dtypes; a later batch may only be smaller (the last one). A short batch is
+    padded with the epoch's first examples and masked; a short last chunk with
+    copies of its first step, masked out. With ``steps``, the epoch ends after that
+    many batches.
+
+    Each batch is copied straight into the chunk's arrays (taken from ``buffers``,
+    so that a ``fit`` reuses them epoch after epoch). A batch given as the one
+    before it was (a tuple of NumPy arrays of the same types, dtypes and shapes) is
+    only compared, not converted or checked leaf by leaf again; NaN and Inf are
+    looked for once per chunk.
+
+    Args:
+        where: the entry point, for messages.
+        batches: an iterator of ``(x, y)`` or ``(x, y, sample_weight)`` batches.
+        k: steps per chunk.
+        steps: stop after this many batches (``None``: at the end of ``batches``).
+        buffers: the pool the chunks' arrays come from; ``None``: a new one.
+
+    Raises:
+        ValueError: for an empty stream, a batch that is not ``(x, y)`` or
+            ``(x, y, w)``, non-numeric data, NaN or Inf, a batch whose structure,
+            shapes or dtypes change, a batch larger than the first, a smaller batch
+            that is not the last, or a stream that ends before ``steps`` batches.
+
+    Example:
+        >>> data = [(np.ones((4, 2)), np.zeros((4, 1)))] * 2 + [(np.ones((3, 2)), np.zeros((3, 1)))]
+        >>> got = list(chunks("fit", iter(data), 2))
+        >>> [c.steps for c in got], got[1].mask.tolist()
+        ([2, 1], [[True, True, True, False], [False, False, False, False]])
+        >>> got[0].x.shape, got[0].x.dtype, got[0].weight.tolist()
+        ((2, 4, 2), dtype('float32'), [[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]])
+    """
+    buffers = ChunkBuffers() if buffers is None else buffers
+    layout: _Layout | None = None
+    arrays: list[np.ndarray] = []  # the chunk being built: its leaves, then its mask
+    sizes: list[int] = []  # the examples of each of its batches
+    ones: list[int] = []  # its steps whose weights are 1, filled in when it is done
+    start = count = 0  # the index of its first batch; batches read
+    first: list[np.ndarray] = []  # batch 0's arrays, to pad a short batch
+    short: tuple[int, int] | None = None  # (index, size) of a batch smaller than batch 0
+    # islice, so that the batch after the epoch's last stays in a shared iterator.
+    for index, item in enumerate(batches if steps is None else itertools.islice(batches, steps)):
+        count = index + 1
+        try:
+            got = None if layout is None else layout.match(item)
+            if got is None:
+                tree, n = _parts(where, item, index)
+                if layout is None:
+                    layout = _Layout(tree, n)
+                elif _signature(tree) != layout.signature:
+                    raise ValueError(
+                        f"{where}: batch {index} has another structure, per-example shape "
+                        f"or dtype than batch 0: expected {_describe(layout.signature)}, "
+                        f"got {_describe(_signature(tree))}. Every batch must look like "
+                        "the first (only the last may be smaller)."
+                    )
+                layout.learn(item)
+                got = jax.tree.leaves(tree), n
+            leaves, n = got
+            size = layout.size
+            if short is not None:
+                raise ValueError(
+                    f"{where}: batch {short[0]} had {short[1]} examples, fewer than the "
+                    f"{size} of batch 0, but was not the last; only the last batch may be "
+                    "smaller. Yield full batches."
+                )
+            if n > size:
+                raise ValueError(
+                    f"{where}: batch {index} has {n} examples, more than the {size} of "
+                    "batch 0; the first batch sets the batch size. Yield batches of one "
+                    "size (the last may be smaller)."
+                )
+        except ValueError:
+            if arrays:  # the batches before it come first, in the stream's order
+                _close(arrays, sizes, ones)
+                _check_finite(where, layout, arrays, sizes, start)
+            raise
+        if not arrays:
+            arrays, start = buffers.take(layout.shapes(k)), index
+        j = len(sizes)
+        if n == size and first:  # the common case: one copy per array
+            if leaves[-1] is None:
+                ones.append(j)
+            for buffer, leaf in zip(arrays, leaves, strict=False):  # the mask is left
+                if leaf is not None:
+                    buffer[j] = leaf
+        else:  # batch 0, or a short batch: padded with batch 0's rows
+            leaves[-1] = 1 if leaves[-1] is None else leaves[-1]
+            for buffer, leaf, pad in zip(arrays, leaves, first or leaves, strict=False):
+                buffer[j, :n] = leaf
+                if n < size:
+                    buffer[j, n:] = pad[: size - n]
+            if n < size:
+                short = index, n
+            first = first or [buffer[j].copy() for buffer in arrays[:-1]]
+        sizes.append(n)
+        if j + 1 == k:
+            _close(arrays, sizes, ones)
+            _check_finite(where, layout, arrays, sizes, start)
+            yield _chunk(layout, arrays, k)
+            arrays, sizes, ones = [], [], []
+    if layout is None:
+        raise ValueError(
+            f"{where}: the data stream yielded no batches. Check that it yields (x, y) "
+            "tuples; a generator or other iterator gives one pass only, so a second epoch "
+            "finds it used up: pass a function that returns a fresh iterator per epoch "
+            "(lambda: make_batches()) or an iterable that can be iterated again."
+        )
+    if arrays:
+        _close(arrays, sizes, ones)
+        _check_finite(where, layout, arrays, sizes, start)
+    if steps is not None and count < steps:
+        raise ValueError(
+            f"{where}: steps_per_epoch={steps}, but the data stream ended after {count} "
+            "batches. Lower steps_per_epoch, or pass a stream that yields enough (a "
+            "function returning a fresh iterator per epoch)."
+        )
+    if arrays:
+        filled = len(sizes)
+        for buffer in arrays[:-1]:  # empty steps: all masked, skipped by the program
+            buffer[filled:] = buffer[0]
+        arrays[-1][filled:] = False
+        yield _chunk(layout, arrays, filled)
+
+
+def _close(arrays: list[np.ndarray], sizes: list[int], ones: list[int]) -> None:
+    """Fills in what :func:`chunks` leaves for the end of a chunk, one NumPy call each
+    rather than one per batch: the weights of 1 (``ones``, the steps whose batches
+    gave none) and the mask (the first ``sizes[j]`` examples of step ``j``)."""
+    weight, mask = arrays[-2], arrays[-1]
+    if len(ones) == len(sizes):
+        weight[: len(sizes)] = 1
+    elif ones:
+        weight[ones] = 1
+    mask[: len(sizes)] = np.arange(mask.shape[1]) < np.asarray(sizes)[:, None]
+
+
+def _chunk(layout: _Layout, arrays: list[np.ndarray], steps: int) -> Chunk:
+    x, y, w = jax.tree.unflatten(layout.treedef, arrays[:-1])
+    return Chunk(x, y, w, arrays[-1], steps)
 
 
 class InFlight:

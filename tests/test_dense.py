@@ -163,3 +163,30 @@ def test_bad_features(features):
         jaxnn.LayerError, match=rf"^Dense: features must be a positive int, got {features!r}\.$"
     ):
         jaxnn.Dense(features)
+
+
+@pytest.mark.parametrize("shape", [(10, 4), (3, 2, 4), (2**13, 4)], ids=["small", "3d", "large"])
+def test_kernel_gradient_matches_numpy_in_both_modes_and_under_vmap(shape, rng, key):
+    # Small inputs take the kernel gradient from a transposed copy of x (a custom JVP,
+    # fast under vmap); large ones the plain product. Both must give x^T g exactly as
+    # NumPy does, forward and reverse, for one network and for a vmapped population.
+    layer = jaxnn.Dense(5)
+    x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+    params, state = layer.init(key, x)
+    g = rng.normal(size=(*shape[:-1], 5))
+    expected = np.asarray(x, np.float64).reshape(-1, 4).T @ g.reshape(-1, 5)
+
+    def objective(kernel, x):
+        y, _ = layer.apply({**params, "kernel": kernel}, state, x)
+        return jnp.sum(y * jnp.asarray(g, jnp.float32))
+
+    kernel = params["kernel"]
+    np.testing.assert_allclose(jax.grad(objective)(kernel, x), expected, rtol=1e-5, atol=1e-4)
+    forward = jax.jacfwd(objective)(kernel, x)
+    np.testing.assert_allclose(forward, expected, rtol=1e-5, atol=1e-4)
+    members = jax.vmap(jax.grad(objective))(jnp.stack([kernel, 2 * kernel]), jnp.stack([x, -x]))
+    np.testing.assert_allclose(members[0], expected, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(members[1], -expected, rtol=1e-5, atol=1e-4)
+    # The input's gradient is untouched: g @ kernel^T.
+    x_grad = jax.grad(objective, argnums=1)(kernel, x)
+    np.testing.assert_allclose(x_grad, g @ np.asarray(kernel, np.float64).T, rtol=1e-5, atol=1e-4)

@@ -131,6 +131,18 @@ SCRIPT = textwrap.dedent(
     same(a.params, z.params, "split optimizer params")
     same(dict(history_a), dict(history_z), "split optimizer history")
 
+    # One all-reduce a step: the gradients, the loss sums and the example count that
+    # turns the sum into a mean travel together (a collective is a barrier of all the
+    # devices; the count once had its own, before the backward pass).
+    import re
+    dp = nn.parallel.data_parallel()
+    plain = nn.Trainer(wide(), "mse", "adam", parallel=dp)
+    batch = jax.device_put((xs, ys, np.ones(40, np.float32)), dp.batch_sharding())
+    step = jax.jit(lambda s, b: plain.programs.step(s, *b, b[2], jax.random.key(0)))
+    hlo = step.lower(plain.init(jax.random.key(0), xs), batch).compile().as_text()
+    found = re.findall(r" (all-reduce|all-gather|reduce-scatter)(?:-start)?[(]", hlo)
+    assert found == ["all-reduce"], found
+
     # A checkpoint of the split state on 8 devices restores onto 4 devices and onto
     # one (restore places each array as the state it is given), and training goes on
     # as it goes on the 8.
@@ -319,6 +331,30 @@ PROCESS = textwrap.dedent(
                                              checkpoint=orbax)
     evaluated = trainer.evaluate(streamed, own, steps=3)
     own_predictions = trainer.predict(streamed, own, steps=3)
+
+    # Each process resumes its own stream from its own position (issue 10).
+    class Rows:  # an endless iterator with a position, as grain's are
+        def __init__(self):
+            self.i = 3 * process  # the processes are at different batches
+        def __iter__(self):
+            return self
+        def __next__(self):
+            b, self.i = self.i % 6, self.i + 1
+            return x[6 * b : 6 * b + 6], y[6 * b : 6 * b + 6]
+        def get_state(self):
+            return {"process": process, "i": self.i}
+        def set_state(self, state):
+            assert state["process"] == process, f"process {process} got {state}"
+            self.i = state["i"]
+
+    steady = dict(steps_per_epoch=2, verbose=0)
+    start = trainer.init(jax.random.key(1), x)
+    straight, _ = trainer.fit(start, Rows(), None, epochs=3, **steady)
+    trainer.fit(start, Rows(), None, epochs=2, checkpoint=f"{out}.positions", **steady)
+    again = nn.Checkpointing(f"{out}.positions", resume=True)
+    resumed, _ = trainer.fit(start, Rows(), None, epochs=3, checkpoint=again, **steady)
+    for a, b in zip(jax.tree.leaves(straight.params), jax.tree.leaves(resumed.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     np.save(f"{out}.{process}.npy", own_predictions)
     if nn.parallel.is_main_process():
         leaves = [np.asarray(a) for a in jax.tree.leaves((state.params, state.model_state))]

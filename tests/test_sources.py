@@ -72,7 +72,9 @@ def test_blocks_mix_whole_blocks_within_windows():
     assert not np.array_equal(order, np.arange(n))
 
 
-def test_reads_memory_maps_views_and_dicts_like_arrays_in_memory(tmp_path):
+@pytest.mark.parametrize("gap", [8192, 0])  # rows read in groups with gaps; one by one
+def test_reads_memory_maps_views_and_dicts_like_arrays_in_memory(tmp_path, monkeypatch, gap):
+    monkeypatch.setattr(nn.sources, "_GAP", gap)
     rng = np.random.default_rng(0)
     n = 101
     x = rng.normal(size=(n, 3, 2)).astype(np.float32)
@@ -120,16 +122,17 @@ def peak_rss_growth(run):
 
 
 def test_memory_does_not_grow_with_the_file(tmp_path, monkeypatch):
-    """An epoch over a 2 MiB and a 16 MiB file: the same peak of Python and NumPy
+    """An epoch over a 4 MiB and a 16 MiB file: the same peak of Python and NumPy
     allocations, and a peak resident set that does not grow (reading the rows through
     the mapping instead maps most of the 16 MiB into the process: 16 MiB more,
     measured). The allocations are bounded by a few batches, the order of the next
     _SPAN positions, and reads of nearby rows with their gaps (under _GAP bytes each);
-    both constants are shrunk so that files this small already reach the bound."""
+    both constants are shrunk so that files this small already reach the bound (each
+    file's epoch computes the order of more than one span of positions)."""
     monkeypatch.setattr(nn.sources, "_SPAN", 4096)
     monkeypatch.setattr(nn.sources, "_GAP", 64)
     peaks, grown = [], []
-    for n in (2**12 + 1, 2**15 + 1):
+    for n in (2**13 + 1, 2**15 + 1):
         x = save(tmp_path / f"x{n}.npy", np.ones((n, 128), np.float32))
         y = save(tmp_path / f"y{n}.npy", np.ones(n, np.float32))
         stream = nn.ArrayStream(x, y, batch_size=256)

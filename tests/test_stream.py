@@ -1,8 +1,10 @@
 """Fitting from streams of batches: equal to the in-memory path, chunked, prefetched,
 resumable, and refusing bad streams with the batch index."""
 
+import itertools
 import threading
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -311,3 +313,133 @@ def test_a_population_trains_on_one_shared_stream(setup):
         nn.population.fit(trainer, states, lambda: batches(x, y), y)
     with pytest.raises(ValueError, match=r"population.fit: steps_per_epoch and steps_per_exec"):
         nn.population.fit(trainer, states, x, y, steps_per_epoch=2)
+
+
+# ------------------------------------------------------------- building chunks on the host
+
+
+def stacked(batches, k):
+    """The chunks :func:`stream.chunks` must build, made the plain way: each batch
+    converted as JAX would (float64 to float32, int64 to int32, weights to float32,
+    1 when absent), a short batch padded with batch 0's rows, a short chunk with
+    copies of its first step, masked out."""
+
+    def convert(a):
+        a = np.asarray(a)
+        return a.astype({"f": np.float32, "i": np.int32}.get(a.dtype.kind, a.dtype))
+
+    rows = []
+    for item in batches:
+        x, y = jax.tree.map(convert, (item[0], item[1]))
+        n = len(y)
+        w = np.ones(n, np.float32) if len(item) == 2 else np.asarray(item[2], np.float32)
+        rows.append(((x, y, w), n))
+    size, first = rows[0][1], rows[0][0]
+    padded = [
+        (
+            jax.tree.map(lambda a, f, m=n: np.concatenate([a, f[: size - m]]), tree, first),
+            np.arange(size) < n,
+        )
+        for tree, n in rows
+    ]
+    out = []
+    for at in range(0, len(padded), k):
+        part = padded[at : at + k]
+        steps = len(part)
+        part += [(part[0][0], np.zeros(size, bool))] * (k - steps)
+        trees = jax.tree.map(lambda *a: np.stack(a), *[tree for tree, _ in part])
+        out.append((*trees, np.stack([mask for _, mask in part]), steps))
+    return out
+
+
+def mixed_batches():
+    """Tuples of NumPy arrays (the fast path), between batches given otherwise: a
+    list, JAX arrays, other dtypes, with and without weights, a short last one."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(30, 3))  # float64: converted to float32
+    y = rng.integers(0, 5, 30)  # int64: converted to int32
+    w = rng.uniform(size=30)
+    b = [(x[i : i + 4], y[i : i + 4]) for i in range(0, 28, 4)] + [(x[28:], y[28:])]
+    b[2] = [b[2][0], b[2][1]]  # a list, not a tuple
+    b[3] = (jax.numpy.asarray(b[3][0], np.float32), b[3][1])  # a JAX array
+    b[4] = (*b[4], w[16:20])  # with weights, float64
+    b[5] = (*b[5], w[20:24] < 0.5)  # with weights, bool (all True here)
+    return b
+
+
+@pytest.mark.parametrize(
+    "make, k",
+    [
+        (lambda: list(batches(*np.split(np.arange(100.0).reshape(50, 2), [1], axis=1))), 3),
+        (mixed_batches, 3),
+        (mixed_batches, 8),
+        (
+            lambda: [
+                ({"a": np.full((4, 2), i, np.float32), "b": np.arange(4) + i}, np.ones(4) * i)
+                for i in range(5)
+            ],
+            2,
+        ),
+    ],
+)
+def test_chunks_equal_batches_stacked_the_plain_way(make, k):
+    got = list(stream.chunks("fit", iter(make()), k, buffers=stream.ChunkBuffers()))
+    expected = stacked(make(), k)
+    assert [c.steps for c in got] == [e[-1] for e in expected]
+    for chunk, (x, y, w, mask, _) in zip(got, expected, strict=True):
+        chex.assert_trees_all_equal((chunk.x, chunk.y, chunk.weight, chunk.mask), (x, y, w, mask))
+        chex.assert_trees_all_equal_dtypes((chunk.x, chunk.y, chunk.weight), (x, y, w))
+
+
+def test_chunk_arrays_are_reused_only_once_nothing_refers_to_them():
+    data = [(np.full((4, 2), i, np.float32), np.full(4, i, np.float32)) for i in range(8)]
+    pool = stream.ChunkBuffers()
+    for _ in range(3):  # epochs of a fit share the pool: a consumer that lets go of each
+        for chunk in stream.chunks("fit", iter(data), 2, buffers=pool):
+            assert chunk.x[:, 0, 0].tolist() == chunk.y[:, 0].tolist()
+    # Two sets serve all 12 chunks: the one the loop still holds, the one being built.
+    assert len(pool.sets) == 2
+    kept = list(stream.chunks("fit", iter(data), 2, buffers=pool))  # held, as in flight
+    views = [c.x[1:] for c in list(stream.chunks("fit", iter(data), 2, buffers=pool))]
+    held = [c.x for c in kept] + views  # never handed out again while held
+    assert not any(np.shares_memory(a, b) for a, b in itertools.combinations(held, 2))
+    assert [c.x[:, 0, 0].tolist() for c in kept] == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert [v[0, 0, 0] for v in views] == [1, 3, 5, 7]  # a view keeps its array too
+
+
+def test_nan_is_found_per_chunk_but_reported_in_stream_order():
+    x = np.ones((8, 2), np.float32)
+    bad = x.copy()
+    bad[5, 1] = np.inf
+    stream_ = [(x[:4], x[:4, 0]), (bad[4:], x[:4, 0]), (x[:4, :1], x[:4, 0])]
+    with pytest.raises(ValueError, match=r"batch 1 has NaN or Inf values in row\(s\) 1\."):
+        list(stream.chunks("fit", iter(stream_), 4))  # before batch 2's other shape
+    # Finite values whose sum overflows (float16, float32) are not refused.
+    big = [(np.full((4, 2), 6e4, np.float16), np.full(4, 3e38, np.float32))] * 3
+    assert [c.steps for c in stream.chunks("fit", iter(big), 3)] == [3]
+
+
+def test_positions_of_several_processes_are_restored_each_to_its_own():
+    class Counter:
+        def __init__(self):
+            self.i = 0
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            self.i += 1
+            return self.i
+
+        def get_state(self):
+            return {"i": self.i}
+
+        def set_state(self, state):
+            self.i = state["i"]
+
+    position = stream.Position(Counter())
+    position.restore("Trainer.fit", {"processes": [{"state": {"i": 7}}]}, 1)
+    assert position.moved and next(position.source) == 8  # process 0 of 1 takes entry 0
+    two = {"processes": [{"state": {"i": 7}}, {"state": {"i": 9}}]}
+    with pytest.raises(ValueError, match=r"positions of 2 processes, but this run has 1"):
+        stream.Position(Counter()).restore("Trainer.fit", two, 1)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from jaxnn import activations
-from jaxnn.core import Layer, LayerError
+from jaxnn.core import Layer, LayerError, configured
 from jaxnn.layers._common import resolve, stateless
 
 __all__ = ["Activation"]
 
 
+@configured
 def Activation(activation: str | Callable, *, name: str | None = None) -> Layer:
     """A layer without params that applies an activation: ``y = activation(x)``.
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from jaxnn import initializers as inits
 from jaxnn._types import Array, DTypeLike, Params, PRNGKey, Spec, State
-from jaxnn.core import Layer, LayerError, check_entries, child_key, scope
+from jaxnn.core import Layer, LayerError, check_entries, child_key, configured, scope
 from jaxnn.layers._common import (
     check_positive,
     check_rate,
@@ -241,6 +241,7 @@ def dot_product_attention(
     return jnp.reshape(heads, (batch, q_len, num_heads, size))
 
 
+@configured
 def MultiHeadAttention(
     num_heads: int,
     key_size: int | None = None,

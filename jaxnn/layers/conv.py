@@ -18,7 +18,7 @@ from jax import lax
 
 from jaxnn import initializers as inits
 from jaxnn._types import DTypeLike, Params, PRNGKey, Spec, State
-from jaxnn.core import Layer, LayerError, check_entries
+from jaxnn.core import Layer, LayerError, check_entries, configured
 from jaxnn.layers._common import along_last, check_positive, compute_dtype, param, resolve
 from jaxnn.layers.spatial import IntOrTuple, Padding, check_input, window
 
@@ -160,6 +160,7 @@ def _conv(
     return Layer(init, apply, kind, name)
 
 
+@configured
 def Conv(
     features: int,
     kernel_size: Sequence[int],
@@ -250,6 +251,7 @@ def Conv(
     )
 
 
+@configured
 def Conv1D(
     features: int,
     kernel_size: IntOrTuple,
@@ -270,6 +272,7 @@ def Conv1D(
     return _conv("Conv1D", 1, features, kernel_size, strides, padding, **options)
 
 
+@configured
 def Conv2D(
     features: int,
     kernel_size: IntOrTuple,
@@ -290,6 +293,7 @@ def Conv2D(
     return _conv("Conv2D", 2, features, kernel_size, strides, padding, **options)
 
 
+@configured
 def Conv3D(
     features: int,
     kernel_size: IntOrTuple,
@@ -416,6 +420,7 @@ def _conv_transpose(
     return Layer(init, apply, kind, name)
 
 
+@configured
 def ConvTranspose(
     features: int,
     kernel_size: Sequence[int],
@@ -448,11 +453,18 @@ def ConvTranspose(
             :func:`Conv` with these strides), ``"VALID"`` (all
             ``(n - 1) * stride + (k - 1) * kernel_dilation + 1`` outputs), or explicit
             ``((lo, hi), ...)`` pairs: the cells cut from each end of the ``"VALID"``
-            output (PyTorch's ``padding``). Case does not matter.
+            output (PyTorch's ``padding``). Case does not matter. When the stride is
+            larger than the kernel, Keras's ``"valid"`` pads the output with zeros to
+            ``n * stride``; jaxnn's ``"VALID"`` is the exact transpose of a
+            ``"VALID"`` :func:`Conv` (as in PyTorch and ``lax.conv_transpose``), so
+            it has ``stride - k`` fewer cells there.
         kernel_dilation: the spacing between kernel taps: one int or one per dim.
         use_bias: whether to add a bias.
         kernel_init: initializer of ``kernel``, shape
-            ``(*kernel_size, in_channels, features)``; Glorot uniform.
+            ``(*kernel_size, in_channels, features)``, the layout of :func:`Conv`
+            (XLA's HWIO); Glorot uniform. Keras's ``Conv*Transpose`` stores
+            ``(*kernel_size, features, in_channels)``: swap the last two axes of a
+            Keras kernel to load it.
         bias_init: initializer of ``bias``, shape ``(features,)``; zeros.
         dtype: the compute dtype; by default the input's floating dtype.
         param_dtype: the dtype of the stored params.
@@ -497,6 +509,7 @@ def ConvTranspose(
     )
 
 
+@configured
 def ConvTranspose1D(
     features: int,
     kernel_size: IntOrTuple,
@@ -517,6 +530,7 @@ def ConvTranspose1D(
     return _conv_transpose("ConvTranspose1D", 1, features, kernel_size, strides, padding, **options)
 
 
+@configured
 def ConvTranspose2D(
     features: int,
     kernel_size: IntOrTuple,
@@ -537,6 +551,7 @@ def ConvTranspose2D(
     return _conv_transpose("ConvTranspose2D", 2, features, kernel_size, strides, padding, **options)
 
 
+@configured
 def ConvTranspose3D(
     features: int,
     kernel_size: IntOrTuple,

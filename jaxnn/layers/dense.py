@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jaxnn import activations
 from jaxnn import initializers as inits
 from jaxnn._types import DTypeLike, Params, PRNGKey, Spec, State
-from jaxnn.core import Layer, LayerError, check_entries
+from jaxnn.core import Layer, LayerError, check_entries, configured
 from jaxnn.layers._common import (
     along_last,
     check_min_rank,
@@ -23,6 +23,7 @@ from jaxnn.layers._common import (
 __all__ = ["Dense"]
 
 
+@configured
 def Dense(
     features: int,
     activation: str | Callable | None = None,

@@ -7,12 +7,13 @@ from typing import Any
 import jax.numpy as jnp
 
 from jaxnn._types import PRNGKey
-from jaxnn.core import Layer, LayerError
+from jaxnn.core import Layer, LayerError, configured
 from jaxnn.layers._common import check_rate, dropout, stateless
 
 __all__ = ["Dropout"]
 
 
+@configured
 def Dropout(rate: float, *, name: str | None = None) -> Layer:
     """Inverted dropout: in training, drops each entry with probability ``rate``.
 

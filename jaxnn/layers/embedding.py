@@ -10,12 +10,13 @@ import numpy as np
 
 from jaxnn import initializers as inits
 from jaxnn._types import DTypeLike, Params, PRNGKey, Spec, State
-from jaxnn.core import Layer, LayerError, check_entries
+from jaxnn.core import Layer, LayerError, check_entries, configured
 from jaxnn.layers._common import check_min_rank, check_positive, param, resolve
 
 __all__ = ["Embedding"]
 
 
+@configured
 def Embedding(
     num_embeddings: int,
     features: int,

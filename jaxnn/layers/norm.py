@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxnn import initializers as inits
 from jaxnn._types import DTypeLike, Params, PRNGKey, Spec, State
-from jaxnn.core import Layer, LayerError, check_entries
+from jaxnn.core import Layer, LayerError, check_entries, configured
 from jaxnn.layers._common import check_min_rank, check_positive, compute_dtype, param, resolve
 
 __all__ = ["BatchNorm", "GroupNorm", "InstanceNorm", "LayerNorm", "RMSNorm"]
@@ -94,6 +94,7 @@ def _affine(y: jax.Array, params: Params, axis: int) -> jax.Array:
     return y
 
 
+@configured
 def BatchNorm(
     momentum: float = 0.99,
     epsilon: float = 1e-3,
@@ -111,7 +112,10 @@ def BatchNorm(
 
     In training, each feature is normalised with the mean and (biased) variance of the
     batch, taken over every axis but ``axis``, and the running statistics are updated:
-    ``new = momentum * old + (1 - momentum) * batch_stat``. In evaluation
+    ``new = momentum * old + (1 - momentum) * batch_stat``; the running variance
+    averages the biased batch variance (over ``n`` examples), as Keras's does, where
+    PyTorch's ``running_var`` averages the unbiased one (over ``n - 1``, larger by
+    ``n / (n - 1)``). In evaluation
     (``training=False``) the running statistics are used and the state is unchanged.
     ``y = (x - mean) / sqrt(var + epsilon) * scale + bias``. Under ``jax.vmap`` over
     an ensemble, each member keeps its own statistics.
@@ -292,6 +296,7 @@ def _standardise(x: jax.Array, epsilon: jax.Array, axes: tuple[int, ...]) -> jax
     return (x - mean) * jax.lax.rsqrt(var + epsilon)
 
 
+@configured
 def LayerNorm(
     epsilon: float = 1e-6,
     *,
@@ -309,7 +314,10 @@ def LayerNorm(
     variance taken over the last axis. Training and evaluation compute the same thing.
 
     Args:
-        epsilon: added to the variance; positive.
+        epsilon: added to the variance; positive. The default 1e-6 differs from
+            Keras's ``LayerNormalization`` (1e-3): it is Flax's and the usual value
+            in transformer code, and 1e-3 visibly shrinks features whose variance is
+            small. Pass ``epsilon=1e-3`` to match Keras.
         use_scale: whether to learn ``scale`` (else 1).
         use_bias: whether to learn ``bias`` (else 0).
         scale_init: initializer of ``scale``; ones by default.
@@ -351,6 +359,7 @@ def LayerNorm(
     )
 
 
+@configured
 def RMSNorm(
     epsilon: float = 1e-6,
     *,
@@ -411,6 +420,7 @@ def RMSNorm(
     )
 
 
+@configured
 def GroupNorm(
     num_groups: int = 32,
     epsilon: float = 1e-5,
@@ -433,7 +443,10 @@ def GroupNorm(
 
     Args:
         num_groups: the number of groups; must divide the number of channels.
-        epsilon: added to the variance; positive.
+        epsilon: added to the variance; positive. The default 1e-5 differs from
+            Keras's ``GroupNormalization`` (1e-3): it is PyTorch's and Flax's, the
+            values GroupNorm models are published with. Pass ``epsilon=1e-3`` to
+            match Keras.
         use_scale: whether to learn ``scale`` (else 1).
         use_bias: whether to learn ``bias`` (else 0).
         scale_init: initializer of ``scale``; ones by default.
@@ -495,6 +508,7 @@ def GroupNorm(
     )
 
 
+@configured
 def InstanceNorm(
     epsilon: float = 1e-5,
     *,

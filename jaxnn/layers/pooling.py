@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxnn.core import Layer, LayerError
+from jaxnn.core import Layer, LayerError, configured
 from jaxnn.layers import spatial
 from jaxnn.layers._common import stateless
 from jaxnn.layers.spatial import IntOrTuple, Padding
@@ -124,6 +124,7 @@ def _pool(
 # ------------------------------------------------------------------------- MaxPool
 
 
+@configured
 def MaxPool(
     window: Sequence[int],
     strides: IntOrTuple | None = None,
@@ -165,6 +166,7 @@ def MaxPool(
     return _pool("MaxPool", None, window, strides, padding, reducer="max", name=name)
 
 
+@configured
 def MaxPool1D(
     window: IntOrTuple = 2,
     strides: IntOrTuple | None = None,
@@ -184,6 +186,7 @@ def MaxPool1D(
     return _pool("MaxPool1D", 1, window, strides, padding, reducer="max", name=name)
 
 
+@configured
 def MaxPool2D(
     window: IntOrTuple = 2,
     strides: IntOrTuple | None = None,
@@ -204,6 +207,7 @@ def MaxPool2D(
     return _pool("MaxPool2D", 2, window, strides, padding, reducer="max", name=name)
 
 
+@configured
 def MaxPool3D(
     window: IntOrTuple = 2,
     strides: IntOrTuple | None = None,
@@ -224,6 +228,7 @@ def MaxPool3D(
 # ------------------------------------------------------------------------- AvgPool
 
 
+@configured
 def AvgPool(
     window: Sequence[int],
     strides: IntOrTuple | None = None,
@@ -269,6 +274,7 @@ def AvgPool(
     return _pool("AvgPool", None, window, strides, padding, reducer="avg", name=name)
 
 
+@configured
 def AvgPool1D(
     window: IntOrTuple = 2,
     strides: IntOrTuple | None = None,
@@ -287,6 +293,7 @@ def AvgPool1D(
     return _pool("AvgPool1D", 1, window, strides, padding, reducer="avg", name=name)
 
 
+@configured
 def AvgPool2D(
     window: IntOrTuple = 2,
     strides: IntOrTuple | None = None,
@@ -305,6 +312,7 @@ def AvgPool2D(
     return _pool("AvgPool2D", 2, window, strides, padding, reducer="avg", name=name)
 
 
+@configured
 def AvgPool3D(
     window: IntOrTuple = 2,
     strides: IntOrTuple | None = None,
@@ -337,6 +345,7 @@ def _global(kind: str, reducer: str, keepdims: bool, name: str | None) -> Layer:
     return stateless(kind, pool, check=lambda x: spatial.check_input(kind, x, None), name=name)
 
 
+@configured
 def GlobalAvgPool(*, keepdims: bool = False, name: str | None = None) -> Layer:
     """Averages over every spatial axis: one value per example and channel.
 
@@ -364,6 +373,7 @@ def GlobalAvgPool(*, keepdims: bool = False, name: str | None = None) -> Layer:
     return _global("GlobalAvgPool", "avg", keepdims, name)
 
 
+@configured
 def GlobalMaxPool(*, keepdims: bool = False, name: str | None = None) -> Layer:
     """Takes the maximum over every spatial axis: one value per example and channel.
 

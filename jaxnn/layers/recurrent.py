@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn._types import Array, Params, PRNGKey, Spec, State
-from jaxnn.core import Layer, LayerError, check_entries, child_key, scope
+from jaxnn.core import Layer, LayerError, check_entries, child_key, configured, scope
 from jaxnn.core import merge as merge_outputs
 from jaxnn.layers._common import compute_dtype, dict_input
 from jaxnn.layers.cells import Carry, Cell, GRUCell, LSTMCell, SimpleRNNCell
@@ -247,6 +247,7 @@ def _rnn(
     return _make_rnn(config, name)
 
 
+@configured
 def RNN(
     cell: Cell,
     *,
@@ -298,6 +299,7 @@ def RNN(
     return _rnn("RNN", cell, return_sequences, return_carry, reverse, unroll, name)
 
 
+@configured
 def SimpleRNN(
     features: int,
     activation: str | Callable = "tanh",
@@ -343,6 +345,7 @@ def SimpleRNN(
     return _rnn("SimpleRNN", cell, return_sequences, return_carry, reverse, unroll, name)
 
 
+@configured
 def LSTM(
     features: int,
     *,
@@ -388,6 +391,7 @@ def LSTM(
     return _rnn("LSTM", cell, return_sequences, return_carry, reverse, unroll, name)
 
 
+@configured
 def GRU(
     features: int,
     *,
@@ -436,6 +440,7 @@ def _direction_kind(cell: Cell) -> str:
     return cell.kind.removesuffix("Cell") if cell.kind.endswith("Cell") else "RNN"
 
 
+@configured
 def Bidirectional(
     cell: Cell,
     merge: str | Callable[[list], Any] | None = "concat",

@@ -9,12 +9,13 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.core import Layer, LayerError
+from jaxnn.core import Layer, LayerError, configured
 from jaxnn.layers._common import check_min_rank, stateless
 
 __all__ = ["Flatten", "Reshape"]
 
 
+@configured
 def Flatten(*, name: str | None = None) -> Layer:
     """Flattens every axis after the batch axis into one.
 
@@ -46,6 +47,7 @@ def Flatten(*, name: str | None = None) -> Layer:
     return stateless("Flatten", flatten, check=check, name=name)
 
 
+@configured
 def Reshape(shape: Sequence[int], *, name: str | None = None) -> Layer:
     """Reshapes the axes after the batch axis to ``shape``.
 

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn import optimizers
 from jaxnn._checks import check_key, check_positive_int
 from jaxnn._types import PRNGKey
 from jaxnn.core import spec_of
@@ -197,9 +198,15 @@ def per_member(where: str, what: str, value: Any, n: int) -> jax.Array:
 def set_hyperparams(states: TrainState, **values: Any) -> TrainState:
     """Sets per-member optimizer hyperparameters (traced: no recompilation).
 
+    The hyperparameters are found anywhere in the optimizer state: the top of an
+    optimizer from :func:`jaxnn.optimizers.get` (every Keras argument given or
+    defaulted: ``learning_rate``, ``beta_1``, ``clipnorm``, ``weight_decay``, ...),
+    or an ``optax.inject_hyperparams`` part inside ``optax.chain``,
+    ``optax.MultiSteps`` or another wrapper. Every traced hyperparameter of a given
+    name is set.
+
     Args:
-        states: a stacked state whose optimizer was built by
-            :func:`jaxnn.optimizers.get` or ``optax.inject_hyperparams``.
+        states: a stacked state whose optimizer traces hyperparameters.
         **values: name to ``(members,)`` array (or a scalar for every member).
 
     Returns:
@@ -210,31 +217,33 @@ def set_hyperparams(states: TrainState, **values: Any) -> TrainState:
             has the wrong length.
 
     Example:
-        >>> import jax, jax.numpy as jnp, jaxnn as nn
+        >>> import jax, jax.numpy as jnp, optax, jaxnn as nn
         >>> trainer = nn.Trainer(nn.Dense(1), "mse", "adam")
         >>> states = init(trainer, jax.random.key(0), jnp.zeros((1, 3)), 4)
         >>> states = set_hyperparams(states, learning_rate=jnp.array([0.1, 0.01, 1e-3, 1e-4]))
         >>> states.opt_state.hyperparams["learning_rate"].tolist()[1]
         0.009999999776482582
+        >>> chained = optax.chain(optax.clip_by_global_norm(1.0), nn.optimizers.get("adam"))
+        >>> states = init(nn.Trainer(nn.Dense(1), "mse", chained), jax.random.key(0),
+        ...               jnp.zeros((1, 3)), 2, hyperparams={"learning_rate": [0.1, 0.2]})
+        >>> nn.optimizers.hyperparams(states.opt_state)["learning_rate"].tolist()
+        [0.10000000149011612, 0.20000000298023224]
     """
+    where = "population.set_hyperparams"
     n = num_members(states)
-    found = getattr(states.opt_state, "hyperparams", None)
-    if found is None:
-        raise ValueError(
-            "population.set_hyperparams: this optimizer traces no hyperparameters. Pass "
-            "the optimizer by name (optimizer='adam') or wrap it in "
-            "optax.inject_hyperparams."
-        )
-    new = dict(found)
-    for name, value in values.items():
-        if name not in found:
-            raise ValueError(
-                f"population.set_hyperparams: the optimizer has no traced hyperparameter "
-                f"{name!r}; it has {sorted(found)}."
-            )
-        old = found[name]
-        new[name] = per_member("population.set_hyperparams", name, value, n).astype(old.dtype)
-    return states._replace(opt_state=states.opt_state._replace(hyperparams=new))
+    known = optimizers.hyperparams(states.opt_state)
+    # Checked here first for the message; replace_hyperparams checks the same.
+    if known:
+        for name in values:
+            if name not in known:
+                raise ValueError(
+                    f"{where}: the optimizer has no traced hyperparameter {name!r}; it has "
+                    f"{sorted(known)}. Pass it to jaxnn.optimizers.get (e.g. clipnorm=1.0) "
+                    "so that it is traced."
+                )
+    arrays = {name: per_member(where, name, value, n) for name, value in values.items()}
+    opt_state = optimizers.replace_hyperparams(states.opt_state, arrays, where=where)
+    return states._replace(opt_state=opt_state)
 
 
 def bootstrap(key: PRNGKey, members: int, examples: int) -> jax.Array:

@@ -20,6 +20,7 @@ import numpy as np
 from jaxnn import data as data_lib
 from jaxnn import stream as stream_lib
 from jaxnn._checks import check_bool, check_choice, check_positive_int
+from jaxnn.confusion_metrics import merge_sums
 from jaxnn.data import Data
 from jaxnn.population.build import check_trainer, num_members
 from jaxnn.population.strategy import check_strategy, over_members
@@ -261,7 +262,7 @@ def _stream_runner(
                 trainer, states, keys[:, 2], arrays, np.int32(start), **settings
             )
             in_flight.add(sums)
-            total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+            total = sums if total is None else merge_sums(total, sums)
             start += k
         states = states._replace(key=keys[:, 0])
         carry, logs = _stream_epoch_end_jit(

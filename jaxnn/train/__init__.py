@@ -6,8 +6,11 @@ One concept per module:
   ``Programs``: init, step, guarded step, epoch, evaluate, predict), the seam that
   ``Trainer`` compiles and :mod:`jaxnn.population` vmaps;
 * :mod:`~jaxnn.train.trainer`: ``Trainer`` and its compiled ``fit``;
-* :mod:`~jaxnn.train.callbacks`: ``History``, ``FitResult``, ``Callback``, ``EarlyStopping`` and the
-  pure stopping rule it shares with populations;
+* :mod:`~jaxnn.train.callbacks`: ``History``, ``FitResult``, ``Callback`` (and ``Steer``,
+  how a callback changes the state), ``EarlyStopping`` and the pure stopping rule it
+  shares with populations;
+* :mod:`~jaxnn.train.steering`: ``ReduceLROnPlateau``, ``LearningRateScheduler``,
+  ``CSVLogger`` and ``TensorBoard``;
 * :mod:`~jaxnn.train.guard`: the non-finite guard and ``NonFiniteError``;
 * :mod:`~jaxnn.train.checkpointing`: the ``Checkpointing`` settings and directory;
 * :mod:`~jaxnn.train.progress`: the per-epoch progress output.
@@ -19,6 +22,8 @@ from jaxnn.train.callbacks import (
     FitResult,
     History,
     LambdaCallback,
+    MonitorCallback,
+    Steer,
     StoppingRule,
     StopState,
     stopping_rule,
@@ -26,19 +31,26 @@ from jaxnn.train.callbacks import (
 from jaxnn.train.checkpointing import Checkpointing
 from jaxnn.train.guard import NonFiniteError
 from jaxnn.train.programs import Programs, TrainState, finish, programs
+from jaxnn.train.steering import CSVLogger, LearningRateScheduler, ReduceLROnPlateau, TensorBoard
 from jaxnn.train.trainer import Trainer
 
 __all__ = [
+    "CSVLogger",
     "Callback",
     "Checkpointing",
     "EarlyStopping",
     "FitResult",
     "History",
     "LambdaCallback",
+    "LearningRateScheduler",
+    "MonitorCallback",
     "NonFiniteError",
     "Programs",
+    "ReduceLROnPlateau",
+    "Steer",
     "StopState",
     "StoppingRule",
+    "TensorBoard",
     "TrainState",
     "Trainer",
     "finish",

@@ -1,5 +1,9 @@
 """What runs around the compiled epochs: ``History``, callbacks, and early stopping.
 
+A callback may steer training between epochs by returning a new state (see
+:class:`Callback`); :mod:`jaxnn.train.steering` has the callbacks that change the
+learning rate that way, with no recompilation, and those that record the logs.
+
 Early stopping is written once, as a pure rule over arrays (:func:`stopping_rule`:
 ``init`` and ``update``). The host callback :class:`EarlyStopping` runs it on NumPy
 scalars after each epoch; :func:`jaxnn.population.fit` runs the same rule inside its
@@ -12,12 +16,14 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import jax
 import numpy as np
 
 if TYPE_CHECKING:
     import matplotlib.figure
 
 from jaxnn._checks import check_positive_int, did_you_mean, resolve_mode
+from jaxnn.train.programs import TrainState
 
 __all__ = [
     "Callback",
@@ -25,11 +31,15 @@ __all__ = [
     "FitResult",
     "History",
     "LambdaCallback",
+    "MonitorCallback",
+    "Steer",
     "StopState",
     "StoppingRule",
     "as_callback",
     "as_callbacks",
     "check_monitors",
+    "run_callbacks",
+    "steer",
     "stopping_rule",
 ]
 
@@ -155,21 +165,238 @@ class FitResult(NamedTuple):
 
 
 class Callback:
-    """Something run on the host after each epoch. Override what you need.
+    """Something run on the host around each epoch. Override what you need.
 
-    ``on_epoch_end`` returning ``True`` stops training after that epoch. The state
-    passed is a :class:`~jaxnn.TrainState`.
+    ``fit`` calls, for each callback in the order given:
+
+    * ``on_train_begin(state)`` once, before the first epoch;
+    * ``on_epoch_begin(epoch, state)`` before each epoch;
+    * ``on_epoch_end(epoch, logs, state)`` after each epoch (and its validation);
+    * ``on_train_end(state)`` once at the end, which returns the state ``fit``
+      hands back (``EarlyStopping``'s best weights).
+
+    **Steering.** What ``on_epoch_begin`` and ``on_epoch_end`` return decides what
+    ``fit`` does next:
+
+    * ``None`` or ``False``: go on as before;
+    * ``True`` (``on_epoch_end`` only): stop after this epoch;
+    * a :class:`~jaxnn.TrainState`: go on from that state (a new learning rate in
+      its optimizer state, other weights, ...);
+    * :class:`Steer` ``(state=..., stop=...)``: both at once.
+
+    A new state must have the layout of the one passed in (the same tree, shapes
+    and dtypes): values change, never the compiled program. Change traced
+    hyperparameters with :func:`jaxnn.optimizers.replace_hyperparams`, as
+    :class:`ReduceLROnPlateau` does. The next callback in the list sees the new
+    state. ``epoch`` is 0-based. ``logs`` is the epoch's dict of floats, shared by
+    the callbacks in order, as in Keras: a callback may add to it
+    (``logs["learning_rate"]``), and what is there after the last callback goes
+    into the history, the progress line and checkpoints.
+
+    Example:
+        >>> import jax, numpy as np
+        >>> import jaxnn as nn
+        >>> class Halve(nn.Callback):  # halve the learning rate after epoch 0
+        ...     def on_epoch_end(self, epoch, logs, state):
+        ...         if epoch == 0:
+        ...             lr = nn.optimizers.hyperparams(state.opt_state)["learning_rate"]
+        ...             return state._replace(opt_state=nn.optimizers.replace_hyperparams(
+        ...                 state.opt_state, {"learning_rate": lr / 2}))
+        >>> x = np.ones((8, 2), np.float32)
+        >>> trainer = nn.Trainer(nn.Dense(1), "mse", "sgd")
+        >>> state, _ = trainer.fit(trainer.init(jax.random.key(0), x), x, x[:, :1],
+        ...                        epochs=2, verbose=0, callbacks=[Halve()])
+        >>> float(nn.optimizers.hyperparams(state.opt_state)["learning_rate"])
+        0.004999999888241291
     """
 
     def on_train_begin(self, state: Any) -> None:
         """Called once before the first epoch."""
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, float], state: Any) -> bool | None:
-        """Called after each epoch with its 0-based index and its logs."""
+    def on_epoch_begin(self, epoch: int, state: Any) -> Any:
+        """Called before each epoch with its 0-based index; may return a new state."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float], state: Any) -> Any:
+        """Called after each epoch with its 0-based index and its logs; may return a
+        stop flag, a new state, or a :class:`Steer`."""
 
     def on_train_end(self, state: Any) -> Any:
         """Called once at the end; may return a different state (best weights)."""
         return state
+
+
+class MonitorCallback(Callback):
+    """A callback that watches one log, its ``monitor`` attribute (``"val_loss"``).
+
+    ``fit`` refuses, before the first epoch, one whose monitor is not among its
+    logs (:func:`check_monitors`). :class:`EarlyStopping` and
+    :class:`~jaxnn.ReduceLROnPlateau` are such callbacks; so may yours be.
+    """
+
+    monitor: str
+
+
+class Steer(NamedTuple):
+    """What a callback returns to change the state and stop at once.
+
+    Attributes:
+        state: the :class:`~jaxnn.TrainState` to go on from, or ``None`` to keep it.
+        stop: stop training after this epoch (``on_epoch_end`` only).
+
+    Example:
+        >>> Steer(stop=True)
+        Steer(state=None, stop=True)
+    """
+
+    state: Any = None
+    stop: bool = False
+
+
+def _is_flag(value: Any) -> bool:
+    """A Python or NumPy bool, or a 0-d boolean array (``logs["loss"] < 0.1``)."""
+    return isinstance(value, (bool, np.bool_)) or (
+        getattr(value, "dtype", None) == np.bool_ and np.ndim(value) == 0
+    )
+
+
+def _check_layout(where: str, old: TrainState, new: TrainState) -> None:
+    """Refuses a new state whose tree, shapes, dtypes or weak types differ from the
+    old one's: fed to the compiled epoch, it would compile it again (or fail)."""
+    old_leaves, old_tree = jax.tree_util.tree_flatten_with_path(old)
+    new_leaves, new_tree = jax.tree_util.tree_flatten_with_path(new)
+    fix = (
+        "A callback may change the values of the state, not its layout; change traced "
+        "hyperparameters with jaxnn.optimizers.replace_hyperparams, and arrays with "
+        "arrays of the same shape and dtype."
+    )
+    if old_tree != new_tree:
+        raise ValueError(
+            f"{where} returned a TrainState whose tree differs from the one it was given "
+            f"({new_tree} instead of {old_tree}). {fix}"
+        )
+
+    def layout(x: Any) -> tuple:
+        dtype = x.dtype if hasattr(x, "dtype") else np.result_type(x)
+        return np.shape(x), dtype, bool(getattr(x, "weak_type", False))
+
+    for (path, a), (_, b) in zip(old_leaves, new_leaves, strict=True):
+        if layout(a) != layout(b):
+            (shape, dtype, weak), (shape2, dtype2, weak2) = layout(a), layout(b)
+            given = f"shape {shape2}, dtype {dtype2}" + (", weakly typed" if weak2 else "")
+            wanted = f"shape {shape}, dtype {dtype}" + (", weakly typed" if weak else "")
+            raise ValueError(
+                f"{where} returned a TrainState whose leaf state{jax.tree_util.keystr(path)} "
+                f"has {given}, but the state it was given has {wanted}. {fix}"
+            )
+
+
+def steer(where: str, callback: Callback, hook: str, result: Any, state: Any) -> tuple[Any, bool]:
+    """Reads what a callback's hook returned: ``(state to go on from, stop)``.
+
+    The rule is :class:`Callback`'s: ``None``/``False`` go on, ``True`` stops, a
+    :class:`~jaxnn.TrainState` replaces the state, a :class:`Steer` does both. A new
+    state is checked to have the old one's layout.
+
+    Args:
+        where: who asks, for messages (``"Trainer.fit"``).
+        callback: the callback, named in messages.
+        hook: ``"on_epoch_begin"`` or ``"on_epoch_end"``.
+        result: what the hook returned.
+        state: the state the hook was given.
+
+    Returns:
+        ``(state, stop)``: the state to go on from (``state`` itself if unchanged)
+        and whether to stop after this epoch.
+
+    Raises:
+        TypeError: for a result of another kind (a tuple, a number, ...), or a
+            :class:`Steer` whose ``state`` is not a TrainState or ``stop`` not a bool.
+        ValueError: for a stop asked by ``on_epoch_begin``, or a new state of
+            another layout.
+
+    Example:
+        >>> cb = Callback()
+        >>> steer("fit", cb, "on_epoch_end", True, "s")
+        ('s', True)
+        >>> steer("fit", cb, "on_epoch_end", None, "s")
+        ('s', False)
+    """
+    at = f"{where}: {type(callback).__name__}.{hook}"
+    if result is None:
+        return state, False
+    if isinstance(result, Steer):
+        new, stop = result
+        if not _is_flag(stop):
+            raise TypeError(f"{at} returned a Steer whose stop is {stop!r}; pass True or False.")
+    elif isinstance(result, TrainState):
+        new, stop = result, False
+    elif _is_flag(result):
+        new, stop = None, result
+    else:
+        shown = repr(result)
+        shown = shown if len(shown) <= 60 else f"a {type(result).__name__}"
+        raise TypeError(
+            f"{at} returned {shown}; a callback returns None or False (go on), True (stop "
+            "after this epoch), a TrainState to go on from, or "
+            "jaxnn.Steer(state=..., stop=...) for both."
+        )
+    if stop and hook == "on_epoch_begin":
+        raise ValueError(
+            f"{at} asked to stop; an epoch is stopped after it runs. Return True (or "
+            "Steer(stop=True)) from on_epoch_end instead."
+        )
+    if new is None or new is state:
+        return state, bool(stop)
+    if not isinstance(new, TrainState):
+        raise TypeError(
+            f"{at} returned a Steer whose state is a {type(new).__name__}; pass the "
+            "TrainState to go on from, e.g. state._replace(opt_state=...), or None."
+        )
+    if isinstance(state, TrainState):
+        _check_layout(at, state, new)
+        new = jax.tree.map(_placed_as, state, new)
+    return new, bool(stop)
+
+
+def _placed_as(old: Any, new: Any) -> Any:
+    """``new`` with the sharding of the leaf ``old`` it replaces when that spans several
+    devices (a mesh, under data parallelism), so that the compiled epoch takes it as it
+    took ``old``; on one device it is left as made (committing it to the device would
+    add a dispatch-cache entry)."""
+    if new is old or not isinstance(old, jax.Array) or len(old.sharding.device_set) == 1:
+        return new
+    return jax.device_put(new, old.sharding)
+
+
+def run_callbacks(
+    where: str, callbacks: Iterable[Callback], hook: str, state: Any, epoch: int, *logs: dict
+) -> tuple[Any, bool]:
+    """Calls ``hook`` of each callback in turn, each on the state the previous one
+    left (:func:`steer`), and says whether any asked to stop.
+
+    Args:
+        where: who asks, for messages (``"Trainer.fit"``).
+        callbacks: the callbacks, in order.
+        hook: ``"on_epoch_begin"`` (called as ``(epoch, state)``) or
+            ``"on_epoch_end"`` (called as ``(epoch, logs, state)``).
+        state: the current state.
+        epoch: the 0-based epoch.
+        *logs: for ``on_epoch_end``, the epoch's logs (one dict, shared).
+
+    Returns:
+        ``(state, stop)``.
+
+    Example:
+        >>> run_callbacks("fit", [LambdaCallback(lambda e, logs: e == 2)], "on_epoch_end",
+        ...               "s", 2, {"loss": 0.5})
+        ('s', True)
+    """
+    stop = False
+    for cb in callbacks:
+        result = getattr(cb, hook)(epoch, *logs, state)
+        state, halt = steer(where, cb, hook, result, state)
+        stop = stop or halt
+    return state, stop
 
 
 class LambdaCallback(Callback):
@@ -241,8 +468,9 @@ def as_callbacks(where: str, callbacks: Any) -> list[Callback]:
 
 
 def check_monitors(where: str, callbacks: Iterable[Callback], names: Iterable[str]) -> None:
-    """Refuses, before training, an :class:`EarlyStopping` whose ``monitor`` is not one
-    of the logs ``names`` (a misspelling would otherwise surface after the first epoch).
+    """Refuses, before training, a :class:`MonitorCallback` (:class:`EarlyStopping`,
+    ``ReduceLROnPlateau``) whose ``monitor`` is not one of the logs ``names`` (a
+    misspelling would otherwise surface after the first epoch).
 
     Raises:
         ValueError: naming the monitor, the logs and the closest names.
@@ -258,9 +486,9 @@ Did you mean 'loss'? Monitor one of those (val_* needs validation data).
     """
     names = sorted(names)
     for cb in callbacks:
-        if isinstance(cb, EarlyStopping) and cb.monitor not in names:
+        if isinstance(cb, MonitorCallback) and cb.monitor not in names:
             raise ValueError(
-                f"{where}: EarlyStopping: monitor {cb.monitor!r} is not in the logs; they "
+                f"{where}: {type(cb).__name__}: monitor {cb.monitor!r} is not in the logs; they "
                 f"are {names}.{did_you_mean(cb.monitor, names)} Monitor one of those (val_* "
                 "needs validation data)."
             )
@@ -349,7 +577,7 @@ def stopping_rule(patience: int, min_delta: float, mode: str) -> StoppingRule:
     return StoppingRule(init, update)
 
 
-class EarlyStopping(Callback):
+class EarlyStopping(MonitorCallback):
     """Stops when a monitored log has not improved for ``patience`` epochs.
 
     The same rule (:func:`stopping_rule`) stops members of a population inside the

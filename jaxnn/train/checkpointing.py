@@ -226,7 +226,7 @@ class CheckpointDirectory:
                     state = sharded_lib.restore(path, like)
                 else:
                     meta = checkpoint_lib.read_metadata(path)["user"]["jaxnn_fit"]
-                    state = checkpoint_lib.restore(path, like)
+                    state = checkpoint_lib.restore(path, _addressable(like))
             except checkpoint_lib.CheckpointError as e:
                 if "does not match the expected tree" in str(e):
                     raise checkpoint_lib.CheckpointError(
@@ -373,6 +373,19 @@ def fingerprint(tree: Any) -> str:
             leaf = leaf[np.linspace(0, len(leaf) - 1, 4096).astype(np.int64)]
         digest.update(np.ascontiguousarray(jax.device_get(leaf)).tobytes())
     return digest.hexdigest()[:16]
+
+
+def _addressable(like: Any) -> Any:
+    """``like`` with each array placed over several processes' devices replaced by its
+    shape and dtype: every process reads a safetensors file whole, and the caller
+    places the state (a process cannot ``device_put`` onto others' devices)."""
+
+    def local(a: Any) -> Any:
+        if isinstance(a, jax.Array) and not a.is_fully_addressable:
+            return jax.ShapeDtypeStruct(a.shape, a.dtype)
+        return a
+
+    return jax.tree.map(local, like)
 
 
 def _remove(path: str) -> None:

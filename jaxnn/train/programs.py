@@ -8,7 +8,10 @@ holds arrays: :class:`~jaxnn.Trainer` compiles them for one network, and
 
 Log sums: a batch or an epoch reports *sums* (``"loss"`` weighted, each metric over
 the examples of non-zero weight, plus ``"_weight"`` and ``"_count"``), so that sums
-of any number of batches add up exactly; :func:`finish` turns them into means.
+of any number of batches add up exactly; :func:`finish` turns them into means. The
+loss is weighted as Keras weights it: ``sum(w * loss)`` over the number of examples
+(of non-zero weight), not over ``sum(w)``, and the same mean drives the gradients,
+so weights scale the size of the updates as they do in Keras.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxnn import data as data_lib
+from jaxnn import precision as precision_lib
 from jaxnn._types import Params, PRNGKey, State
+from jaxnn.confusion_metrics import MetricState, StatefulMetric, finish_state, sum_batches
 from jaxnn.core import Layer
 from jaxnn.data import Data
 from jaxnn.losses import Loss
@@ -97,7 +102,10 @@ def init_optimizer(optimizer: optax.GradientTransformation, params: Params) -> o
 
 
 def finish(sums: Sums) -> Sums:
-    """Turns log sums into means: the loss over the weights, metrics over the count.
+    """Turns log sums into means over the examples counted (of non-zero weight).
+
+    The loss is ``sum(w * loss) / examples``, as Keras reports it (its epoch loss is
+    the mean of batch means ``sum(w * loss) / batch_size``, weighted by batch size).
 
     Nothing counted (every step skipped, or every weight 0) gives NaN, not a perfect 0.
 
@@ -105,15 +113,17 @@ def finish(sums: Sums) -> Sums:
         >>> sums = {"loss": jnp.array(3.0), "acc": jnp.array(1.0),
         ...         "_weight": jnp.array(6.0), "_count": jnp.array(2.0)}
         >>> {k: float(v) for k, v in finish(sums).items()}
-        {'loss': 0.5, 'acc': 0.5}
+        {'loss': 1.5, 'acc': 0.5}
     """
     sums = dict(sums)
-    weight = sums.pop("_weight")
+    sums.pop("_weight")  # the loss, as Keras's, is over the examples: see programs()
     count = sums.pop("_count")
     out = {}
     for k, v in sums.items():
-        denominator = weight if k == "loss" else count
-        out[k] = jnp.where(denominator > 0, v / jnp.where(denominator > 0, denominator, 1), jnp.nan)
+        if isinstance(v, MetricState):  # a stateful metric: its result, from its counts
+            out.update(finish_state(k, v))
+            continue
+        out[k] = jnp.where(count > 0, v / jnp.where(count > 0, count, 1), jnp.nan)
     return out
 
 
@@ -121,9 +131,10 @@ def programs(
     model: Layer,
     loss: Loss,
     optimizer: optax.GradientTransformation,
-    metrics: Sequence[Metric],
+    metrics: Sequence[Metric | StatefulMetric],
     *,
     parallel: DataParallel | None = None,
+    policy: precision_lib.Policy | None = None,
 ) -> Programs:
     """Builds the pure programs of training ``model``.
 
@@ -135,6 +146,12 @@ def programs(
         parallel: a :class:`~jaxnn.parallel.DataParallel`: every batch gathered
             inside an epoch, an evaluation or a prediction is split over its devices;
             ``None`` for one device.
+        policy: a :class:`~jaxnn.precision.Policy`: params stored in its
+            ``param_dtype``; floating params and inputs cast to its
+            ``compute_dtype`` for ``model.apply``, outputs to its ``output_dtype``;
+            with float16 compute, the loss scaled by the optimizer state's scale,
+            which needs ``optimizer`` wrapped by
+            :func:`~jaxnn.precision.dynamic_loss_scale`. ``None``: no casts.
 
     Returns:
         The :class:`Programs`.
@@ -149,7 +166,6 @@ def programs(
         >>> int(state.step), sorted(finish(sums))
         (2, ['loss'])
     """
-    tiny = jnp.finfo(jnp.float32).tiny
     # A step is fenced off from the program around it, so that XLA compiles its
     # arithmetic the same way inside the epoch program (batches gathered from arrays)
     # and inside a streamed chunk (batches sliced from a stack): the two then give
@@ -160,6 +176,8 @@ def programs(
     def init(key: PRNGKey, spec: Any) -> TrainState:
         init_key, train_key = jax.random.split(key)
         params, model_state = model.init(init_key, spec)
+        if policy is not None:
+            params = policy.cast_to_param(params)
         return TrainState(
             params=params,
             model_state=model_state,
@@ -179,28 +197,76 @@ def programs(
         training: bool,
     ) -> tuple[jax.Array, tuple[State, Sums]]:
         """The mean loss over the batch, the new model state and the batch's log sums."""
-        predictions, new_state = model.apply(params, model_state, x, key=key, training=training)
+        predictions, new_state = run_model(params, model_state, x, key, training)
         per_example = loss.per_example(predictions, y).astype(jnp.float32)
         weight = weight.astype(jnp.float32) * mask.astype(jnp.float32)
         total_weight = jnp.sum(weight)
         loss_sum = jnp.sum(per_example * weight)
-        mean = loss_sum / jnp.maximum(total_weight, tiny)
         # Metrics are unweighted, as Keras's ``metrics`` are, but an example of weight
         # 0 (masked padding, or the padding of `population.kfold`) is not counted.
         counted = (weight != 0).astype(jnp.float32)
+        # Keras's reduction: sum(w * loss) / examples, not / sum(w); padding is no example.
+        # The gradient is taken of the sum over the whole (static) batch size and
+        # rescaled by `gradients` to the mean over the examples counted: the count
+        # is not needed before the backward pass, so under data parallelism its
+        # cross-device sum joins the gradients' one all-reduce.
+        mean = loss_sum / per_example.shape[0]
         sums = {"loss": loss_sum, "_weight": total_weight, "_count": jnp.sum(counted)}
         for m in metrics:
-            sums[m.name] = jnp.sum(m.per_example(predictions, y).astype(jnp.float32) * counted)
+            if isinstance(m, StatefulMetric):  # its state: counts, merged over batches
+                sums[m.name] = MetricState(m.update(m.init(), predictions, y, counted), m)
+            else:
+                values = m.per_example(predictions, y).astype(jnp.float32)
+                sums[m.name] = jnp.sum(values * counted)
         return mean, (new_state, sums)
 
+    def run_model(
+        params: Params, model_state: State, x: Any, key: PRNGKey | None, training: bool
+    ) -> tuple[Any, State]:
+        """``model.apply``, under the policy when there is one."""
+        if policy is None:
+            return model.apply(params, model_state, x, key=key, training=training)
+        y, new_state = model.apply(
+            policy.cast_to_compute(params),
+            model_state,
+            policy.cast_to_compute(x),
+            key=key,
+            training=training,
+        )
+        # The model state keeps its dtypes (BatchNorm's float32 statistics), so a
+        # scan's carry never changes type.
+        new_state = jax.tree.map(
+            lambda new, old: new.astype(old.dtype) if hasattr(old, "dtype") else new,
+            new_state,
+            model_state,
+        )
+        return policy.cast_to_output(y), new_state
+
+    def scaled_loss_and_sums(
+        params: Params, loss_scale: jax.Array, *args: Any
+    ) -> tuple[jax.Array, tuple[State, Sums]]:
+        mean, aux = loss_and_sums(params, *args)
+        return mean * loss_scale, aux
+
     grad_fn = jax.grad(loss_and_sums, has_aux=True)
+    scaled_grad_fn = jax.grad(scaled_loss_and_sums, has_aux=True)
+    loss_scaling = policy is not None and policy.loss_scaling
 
     def gradients(
         state: TrainState, x: Any, y: Any, weight: jax.Array, mask: jax.Array, key: PRNGKey
     ) -> tuple[Params, State, Sums]:
-        grads, (model_state, sums) = grad_fn(
-            state.params, state.model_state, x, y, weight, mask, key, True
-        )
+        if loss_scaling:  # the gradients of loss * s, then divided by s
+            loss_scale = precision_lib.loss_scale_of("Trainer", state.opt_state)
+            grads, (model_state, sums) = scaled_grad_fn(
+                state.params, loss_scale, state.model_state, x, y, weight, mask, key, True
+            )
+            scale = weight.shape[0] / jnp.maximum(sums["_count"], 1.0) / loss_scale
+        else:
+            grads, (model_state, sums) = grad_fn(
+                state.params, state.model_state, x, y, weight, mask, key, True
+            )
+            scale = weight.shape[0] / jnp.maximum(sums["_count"], 1.0)  # 1 for a full batch
+        grads = jax.tree.map(lambda g: g * scale.astype(g.dtype), grads)
         return grads, model_state, sums
 
     def apply_gradients(state: TrainState, grads: Params, model_state: State) -> TrainState:
@@ -250,9 +316,16 @@ def programs(
         new_state = isolate(apply_gradients(state, grads, model_state))
         update_ok = finite_leaves(new_state.params)
         state_ok = jnp.all(finite_leaves((new_state.opt_state, new_state.model_state)))
-        ok = jnp.isfinite(sums["loss"]) & jnp.all(grads_ok) & jnp.all(update_ok) & state_ok
+        grads_fine = jnp.all(grads_ok)
+        if loss_scaling:
+            # Gradients that overflow under a loss scale above its minimum are the
+            # loss scale's business: it skipped the update and lowered the scale,
+            # and that new state is kept. At the minimum they are a real failure.
+            lowered = state.opt_state.scale > precision_lib.MIN_SCALE
+            grads_fine = grads_fine | lowered
+        ok = jnp.isfinite(sums["loss"]) & grads_fine & jnp.all(update_ok) & state_ok
         first = ~ok & (guard.bad_step < 0)
-        mean_loss = sums["loss"] / jnp.maximum(sums["_weight"], tiny)
+        mean_loss = sums["loss"] / jnp.maximum(sums["_count"], 1.0)
         new_guard = Guard(
             halted=guard.halted | (~ok if policy == "raise" else False),
             skipped=guard.skipped + (~ok).astype(jnp.int32),
@@ -302,7 +375,7 @@ def programs(
             state = state._replace(key=next_key)
         else:  # a halted state stays exactly the last finite one, key included
             state = state._replace(key=jnp.where(guard.halted, state.key, next_key))
-        return state, guard, jax.tree.map(jnp.sum, sums)
+        return state, guard, sum_batches(sums)
 
     def chunk(
         state: TrainState,
@@ -333,7 +406,7 @@ def programs(
             return (state, guard, i + 1), sums
 
         (state, guard, _), sums = jax.lax.scan(body, (state, guard, start), batches)
-        return state, guard, jax.tree.map(jnp.sum, sums)
+        return state, guard, sum_batches(sums)
 
     def evaluate_sums(params: Params, model_state: State, data: Data, batch_size: int) -> Sums:
         n = data_lib.num_examples("Trainer.evaluate", "x", data.x)
@@ -345,14 +418,14 @@ def programs(
             return None, sums
 
         _, sums = jax.lax.scan(body, None, (idx, mask))
-        return jax.tree.map(jnp.sum, sums)
+        return sum_batches(sums)
 
     def predict_batches(params: Params, model_state: State, x: Any, batch_size: int) -> Any:
         n = data_lib.num_examples("Trainer.predict", "x", x)
         idx, _ = data_lib.batch_indices(jnp.arange(n), n, batch_size)
 
         def body(_: None, ib: jax.Array) -> tuple[None, Any]:
-            y, _ = model.apply(params, model_state, constrain(data_lib.take(x, ib)))
+            y, _ = run_model(params, model_state, constrain(data_lib.take(x, ib)), None, False)
             return None, y
 
         _, ys = jax.lax.scan(body, None, idx)

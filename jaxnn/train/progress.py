@@ -9,7 +9,6 @@ population's best, median and worst.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import jax
@@ -49,6 +48,18 @@ def _format(name: str, value: Any) -> str:
     return f"{name}: {value}"
 
 
+def _interval(seconds: float) -> str:
+    """``mm:ss`` (``h:mm:ss`` past an hour), as progress bars show elapsed time.
+
+    Example:
+        >>> _interval(75.2), _interval(3725)
+        ('01:15', '1:02:05')
+    """
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
 class Progress:
     """Reports each epoch's logs.
 
@@ -74,19 +85,7 @@ class Progress:
         if self.verbose == 2:
             print(f"{title} - {seconds:.2f}s - {text}", flush=True)
             return
-        from tqdm.auto import tqdm  # imported only when a bar is shown
-
-        safe = text.replace("{", "{{").replace("}", "}}")
-        total = self.steps or 1
-        counter = "{n_fmt}/{total_fmt} " if self.steps else ""
-        bar = tqdm(
-            total=total,
-            initial=total,
-            file=sys.stdout,
-            bar_format=f"{title} {counter}[{{bar:20}}] {{elapsed}} - {safe}",
-            ascii=" =",
-            delay=1e9,
-        )
-        bar.start_t -= seconds
-        bar.delay = 0
-        bar.close()
+        counter = f"{self.steps}/{self.steps} " if self.steps else ""
+        # Drawn full, as it ends: formatted here, since a tqdm bar per epoch costs
+        # more than a small network's epoch.
+        print(f"{title} {counter}[{'=' * 20}] {_interval(seconds)} - {text}", flush=True)

@@ -20,6 +20,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxnn import stream as stream_lib
 from jaxnn._checks import check_positive_int
+from jaxnn.confusion_metrics import merge_sums
 from jaxnn.data import Data
 from jaxnn.train.guard import new_guard
 from jaxnn.train.programs import TrainState, finish
@@ -52,6 +53,7 @@ class Streaming:
         self._check_processes(where, steps)
         # The first batch gives the shapes for the checks and the plan.
         batch, first = stream_lib.first_batch(where, source)
+        settings.setdefault("class_weight", None)  # refused for streams by fit itself
         plan = self._plan(
             state,
             batch[0],
@@ -67,6 +69,7 @@ class Streaming:
         k = stream_lib.steps_per_chunk(sum(a.nbytes for a in jax.tree.leaves(batch)), given_k)
         state = self._place_state(state)
         unread = [first]  # epoch 0's iterator, its first batch already read
+        buffers = stream_lib.ChunkBuffers()  # the chunks' host arrays, kept across epochs
 
         def epoch_source(epoch: int) -> Iterator[Any]:
             head = unread.pop() if unread else None
@@ -82,14 +85,14 @@ class Streaming:
             next_key, _, dropout_key = jax.random.split(state.key, 3)
             guard = None if plan.policy is None else new_guard(state.params)
             total, start = None, 0
-            chunks = stream_lib.chunks(where, epoch_source(epoch), k, steps=steps)
+            chunks = stream_lib.chunks(where, epoch_source(epoch), k, steps=steps, buffers=buffers)
             in_flight = stream_lib.InFlight()
             for arrays in stream_lib.prefetch(chunks, self._place_chunk):
                 state, guard, sums = self._chunk(
                     state, arrays, np.int32(start), dropout_key, guard, policy=plan.policy
                 )
                 in_flight.add(sums)
-                total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+                total = sums if total is None else merge_sums(total, sums)
                 start += k
             if guard is None or not bool(guard.halted):  # a halted state stays as it was
                 state = state._replace(key=next_key)
@@ -178,7 +181,7 @@ class Streaming:
             sums = self._evaluate(
                 state.params, state.model_state, data, batch_size=size * jax.process_count()
             )
-            total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+            total = sums if total is None else merge_sums(total, sums)
         return {k: float(v) for k, v in jax.device_get(finish(total)).items()}
 
     def _check_stream_arguments(
