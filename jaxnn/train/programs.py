@@ -16,11 +16,13 @@ so weights scale the size of the updates as they do in Keras.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxnn import data as data_lib
@@ -37,6 +39,10 @@ from jaxnn.train.guard import Guard, finite_leaves
 __all__ = ["Programs", "TrainState", "finish", "init_optimizer", "programs"]
 
 Sums = dict[str, jax.Array]
+
+
+_LARGE = 1 << 16
+"""Params above which the guard keeps or drops a step's state by a select per leaf."""
 
 
 class TrainState(NamedTuple):
@@ -336,11 +342,20 @@ def programs(
             bad_update=jnp.where(first, ~update_ok, guard.bad_update),
             bad_state=jnp.where(first, ~state_ok, guard.bad_state),
         )
-        state, sums = jax.lax.cond(
-            ok & ~guard.halted,
-            lambda: (new_state, sums),
-            lambda: (state, jax.tree.map(jnp.zeros_like, sums)),
-        )
+        keep = ok & ~guard.halted
+        # A small network's state is chosen with a ``lax.cond`` (a select on every leaf
+        # costs more than its step); a large one's with a select per leaf, which XLA
+        # fuses, where the cond copies the whole state (the MLP benchmark's step: 6.3
+        # against 6.9 ms). The choice is made at trace time, from the params' size.
+        if sum(math.prod(np.shape(leaf)) for leaf in jax.tree.leaves(state.params)) > _LARGE:
+            state = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_state, state)
+            sums = jax.tree.map(lambda v: jnp.where(keep, v, jnp.zeros_like(v)), sums)
+        else:
+            state, sums = jax.lax.cond(
+                keep,
+                lambda: (new_state, sums),
+                lambda: (state, jax.tree.map(jnp.zeros_like, sums)),
+            )
         return state, new_guard, sums
 
     def epoch(
