@@ -16,13 +16,11 @@ so weights scale the size of the updates as they do in Keras.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from jaxnn import data as data_lib
@@ -34,6 +32,7 @@ from jaxnn.data import Data
 from jaxnn.losses import Loss
 from jaxnn.metrics import Metric
 from jaxnn.parallel import DataParallel
+from jaxnn.summary import count_params
 from jaxnn.train.guard import Guard, finite_leaves
 
 __all__ = ["Programs", "TrainState", "finish", "init_optimizer", "programs"]
@@ -41,8 +40,15 @@ __all__ = ["Programs", "TrainState", "finish", "init_optimizer", "programs"]
 Sums = dict[str, jax.Array]
 
 
-_LARGE = 1 << 16
-"""Params above which the guard keeps or drops a step's state by a select per leaf."""
+SMALL_NETWORK = 1 << 16
+"""Networks with at most this many params are small: their steps are a few small
+kernels each, so per-op costs dominate. The guard keeps or drops a small network's
+step with a ``lax.cond`` (a larger one's with a select per leaf, see
+``guarded_step``), and on the CPU ``Trainer`` compiles a small network's programs with
+fewer of LLVM's passes: about half the compile time, and as fast or faster (the
+tutorial's 100 epochs: 1.71 s to compile and 7.5 ms to run, against 3.24 s and 8.5 ms
+fully optimised), where a larger network's loops gain from the full set (an MLP of
+800k params ran 20% slower with the fewer passes)."""
 
 
 class TrainState(NamedTuple):
@@ -347,7 +353,7 @@ def programs(
         # costs more than its step); a large one's with a select per leaf, which XLA
         # fuses, where the cond copies the whole state (the MLP benchmark's step: 6.3
         # against 6.9 ms). The choice is made at trace time, from the params' size.
-        if sum(math.prod(np.shape(leaf)) for leaf in jax.tree.leaves(state.params)) > _LARGE:
+        if count_params(state.params) > SMALL_NETWORK:
             state = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_state, state)
             sums = jax.tree.map(lambda v: jnp.where(keep, v, jnp.zeros_like(v)), sums)
         else:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-import math
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -39,6 +38,7 @@ from jaxnn._types import Params, PRNGKey, State
 from jaxnn.core import Layer, as_layer, spec_of
 from jaxnn.data import Data
 from jaxnn.parallel import DataParallel
+from jaxnn.summary import count_params
 from jaxnn.train.callbacks import (
     Callback,
     FitResult,
@@ -49,7 +49,7 @@ from jaxnn.train.callbacks import (
 )
 from jaxnn.train.checkpointing import CheckpointDirectory, Checkpointing, fingerprint
 from jaxnn.train.guard import new_guard, nonfinite_error
-from jaxnn.train.programs import Programs, TrainState, finish, programs
+from jaxnn.train.programs import SMALL_NETWORK, Programs, TrainState, finish, programs
 from jaxnn.train.progress import Progress, check_verbose
 from jaxnn.train.streaming import Streaming
 
@@ -1112,22 +1112,15 @@ _REUSE_BYTES = 1 << 24
 """The most bytes of training data a Trainer keeps for its next fit (16 MiB)."""
 
 
-_SMALL_NETWORK = 1 << 16
-"""Networks with at most this many params compile their programs with fewer of LLVM's
-optimisation passes (on the CPU): about half the compile time, and as fast or faster
-for them, whose steps are a few small kernels each (the tutorial's 100 epochs: 1.71 s
-to compile and 7.5 ms to run, against 3.24 s and 8.5 ms fully optimised). A larger
-network's matrix and vector loops gain from the full set (an MLP of 800k params ran
-20% slower with the fewer passes)."""
 _QUICK_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
 class _Compiled:
     """A function jitted twice: with XLA's default options, and with
-    :data:`_QUICK_OPTIONS` for small networks on the CPU. A call picks by its first
-    argument's params (a :class:`TrainState`, or the params themselves), so every
-    program of one network (epochs, streamed chunks, evaluation) compiles alike,
-    which keeps their arithmetic bit-identical."""
+    :data:`_QUICK_OPTIONS` for small networks on the CPU (see ``SMALL_NETWORK``). A
+    call picks by its first argument's params (a :class:`TrainState`, or the params
+    themselves), so every program of one network (epochs, streamed chunks,
+    evaluation) compiles alike, which keeps their arithmetic bit-identical."""
 
     def __init__(self, fn: Callable, static_argnames: Sequence[str] = ()):
         self.full = jax.jit(fn, static_argnames=static_argnames)
@@ -1138,8 +1131,7 @@ class _Compiled:
         if jax.default_backend() != "cpu" or jax.config.read("jax_disable_most_optimizations"):
             return self.full  # the tests' fast-compiling settings stay as they are
         params = first.params if isinstance(first, TrainState) else first
-        size = sum(math.prod(np.shape(leaf)) for leaf in jax.tree.leaves(params))
-        return self.quick if size <= _SMALL_NETWORK else self.full
+        return self.quick if count_params(params) <= SMALL_NETWORK else self.full
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.pick(args[0])(*args, **kwargs)
@@ -1168,8 +1160,7 @@ its random values then takes longer than compiling."""
 def _compile_init(init: Callable[[PRNGKey], TrainState], key: PRNGKey) -> Callable:
     """``init`` compiled for ``key``'s type: quickly for a small state (see above)."""
     jitted = jax.jit(init)
-    elements = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(jax.eval_shape(init, key)))
-    if elements > _QUICK_INIT_ELEMENTS:
+    if count_params(jax.eval_shape(init, key)) > _QUICK_INIT_ELEMENTS:
         return jitted
     lowered = jitted.lower(key)
     try:
