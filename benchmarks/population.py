@@ -30,7 +30,17 @@ fresh process, reporting time and peak resident memory (``ru_maxrss``).
 
 Throughput is member-steps per second: members x steps / seconds.
 
-    python benchmarks/population.py [--quick] [--json PATH] [--no-scaling]
+Then the architecture sweep: 64 tutorial networks over 4 hidden widths (8, 16, 32, 64;
+16 members each) on one shared 100x4 data set, the same training as above, timed from
+a started JAX to trained states (compilation included, as a user waits for it), each
+variant in a fresh process, with its peak resident memory:
+
+* ``sweep``: ``population.sweep`` (one padded program for all 64 members);
+* ``populations``: 4 populations of 16, one per width, each compiled on its own;
+* ``separate_fits``: 64 ``Trainer.fit`` runs, one per member (equal trainers share
+  their compiled programs, so this compiles 4 times).
+
+    python benchmarks/population.py [--quick] [--json PATH] [--no-scaling] [--no-sweep]
 """
 
 from __future__ import annotations
@@ -311,6 +321,110 @@ def scaling(sizes: list[int], epochs: int, repeats: int) -> list[dict]:
     return rows
 
 
+# ------------------------------------------------------------------ architecture sweep
+
+SWEEP_WIDTHS = (8, 16, 32, 64)
+SWEEP_MEMBERS = 64
+SWEEP_VARIANTS = {
+    "sweep": "population.sweep: one padded program, 64 members over 4 widths",
+    "populations": "4 populations of 16 (one per width), each compiled on its own",
+    "separate_fits": "64 Trainer.fit runs, one per member",
+}
+
+
+def _sweep_trainer(width: int) -> nn.Trainer:
+    model = nn.Sequential(nn.Dense(width, "relu", name="hidden"), nn.Dense(1, "sigmoid"))
+    return nn.Trainer(model, "binary_crossentropy", "adam", ["accuracy"])
+
+
+def sweep_variant(name: str, epochs: int) -> dict:
+    """Run in a fresh process: one way to train the 64 members, compilation included."""
+    x, y = (a[0] for a in member_data(1))
+    per_width = SWEEP_MEMBERS // len(SWEEP_WIDTHS)
+    widths = np.repeat(SWEEP_WIDTHS, per_width)
+    key = jax.random.key(0)
+    fit = dict(epochs=epochs, batch_size=BATCH)
+    jax.block_until_ready(jnp.ones(8) + 1.0)  # start the backend before the clock
+    at_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    if name == "sweep":
+        sw = pop.sweep(_sweep_trainer(max(SWEEP_WIDTHS)), x, widths={"hidden": widths})
+        out = pop.fit(sw.trainer, sw.init(key), x, y, **fit)
+    elif name == "populations":
+        out = []
+        for width in SWEEP_WIDTHS:
+            trainer = _sweep_trainer(width)
+            states = pop.init(trainer, key, x, per_width)
+            out.append(pop.fit(trainer, states, x, y, **fit))
+    else:
+        out = []
+        for i, width in enumerate(widths):
+            trainer = _sweep_trainer(int(width))
+            state = trainer.init(jax.random.fold_in(key, i), x)
+            out.append(trainer.fit(state, x, y, verbose=0, **fit))
+    jax.block_until_ready(jax.tree.leaves(out))
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "variant": name,
+        "label": SWEEP_VARIANTS[name],
+        "seconds": seconds,
+        "peak_rss_mib": peak / 1024,
+        "rss_growth_mib": (peak - at_start) / 1024,
+    }
+
+
+def sweep_rows(epochs: int, repeats: int) -> dict:
+    """Every variant ``repeats`` times, alternated, each run in a fresh process."""
+    runs: dict[str, list[dict]] = {name: [] for name in SWEEP_VARIANTS}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    for _ in range(repeats):
+        for name in SWEEP_VARIANTS:
+            cmd = [sys.executable, __file__, "--sweep-variant", name, "--epochs", str(epochs)]
+            out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+            if out.returncode != 0:
+                raise RuntimeError(f"sweep variant {name} failed:\n{out.stderr[-2000:]}")
+            runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    results: dict = {"members": SWEEP_MEMBERS, "widths": list(SWEEP_WIDTHS), "epochs": epochs}
+    for name, rows in runs.items():
+        times = [r["seconds"] for r in rows]
+        results[name] = {
+            "label": SWEEP_VARIANTS[name],
+            "seconds": statistics.median(times),
+            "times": times,
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in rows),
+            "rss_growth_mib": max(r["rss_growth_mib"] for r in rows),
+        }
+    for other in ("populations", "separate_fits"):
+        pairs = [
+            b / a for a, b in zip(results["sweep"]["times"], results[other]["times"], strict=True)
+        ]
+        results[f"speedup_vs_{other}"] = statistics.median(pairs)
+    print(
+        f"architecture sweep: {SWEEP_MEMBERS} members over widths {list(SWEEP_WIDTHS)}, "
+        f"{epochs} epochs, total time from a started JAX (compilation included), "
+        f"fresh process per run, median of {repeats}:",
+        flush=True,
+    )
+    for name in SWEEP_VARIANTS:
+        row = results[name]
+        print(
+            f"  {name:<14} {row['seconds']:7.2f} s  peak RSS {row['peak_rss_mib']:5.0f} MiB "
+            f"(+{row['rss_growth_mib']:.0f})   {row['label']}",
+            flush=True,
+        )
+    print(
+        f"  sweep: {results['speedup_vs_populations']:.2f}x faster than 4 populations "
+        f"(target 2x), {results['speedup_vs_separate_fits']:.1f}x faster than 64 fits "
+        "(target 20x); medians of per-repeat ratios",
+        flush=True,
+    )
+    return results
+
+
 # -------------------------------------------------------------------------- main
 
 ROWS = {
@@ -330,7 +444,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling runs")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the architecture sweep")
+    parser.add_argument("--only-sweep", action="store_true", help="run the sweep rows only")
     parser.add_argument("--one-size", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--sweep-variant", choices=list(SWEEP_VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     members = args.members or (64 if args.quick else 1024)
@@ -338,6 +455,15 @@ def main() -> None:
     repeats = args.repeats or (2 if args.quick else 5)
     if args.one_size:
         print(json.dumps(one_size(args.one_size, epochs, min(repeats, 2))))
+        return
+    if args.sweep_variant:
+        print(json.dumps(sweep_variant(args.sweep_variant, epochs)))
+        return
+    if args.only_sweep:
+        results = {"sweep": sweep_rows(epochs, 1 if args.quick else 3)}
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=2)
         return
 
     steps = epochs * STEPS_PER_EPOCH
@@ -407,6 +533,8 @@ def main() -> None:
         sizes = [16, 64, 256] if args.quick else [1024, 4096, 16384]
         print("scaling (fresh process per size):", flush=True)
         results["scaling"] = scaling(sizes, epochs, 1)
+    if not args.no_sweep:
+        results["sweep"] = sweep_rows(epochs, 1 if args.quick else 3)
 
     if args.json:
         with open(args.json, "w") as f:

@@ -4,8 +4,9 @@ Every member is the same MLP on scikit-learn's bundled breast-cancer data set (5
 with its own initialisation, shuffle order and Adam learning rate, log-spaced from
 1e-5 to 1. The whole population trains as one compiled program (``jaxnn.population``),
 and the learning rates are traced values: a second sweep with other rates would reuse
-the same program. Writes ``lr_sweep.png`` (final validation loss against learning
-rate, log x-axis) and prints the best learning rate.
+the same program. Prints the sweep's table (``population.summarize``), writes
+``lr_sweep.png`` (final validation loss against learning rate, log x-axis, with
+``population.plot``) and prints the best learning rate.
 
     python examples/lr_sweep.py          # 256 members, 40 epochs
     python examples/lr_sweep.py --quick  # 32 members, 3 epochs, for CI
@@ -37,22 +38,18 @@ def load(seed: int = 0):
     return prep(x_train), col(y_train), prep(x_val), col(y_val)
 
 
-def plot(rates: np.ndarray, val_loss: np.ndarray, best: float, path: str) -> None:
+def plot(history, rates: np.ndarray, best: float, path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(rates, val_loss, ".", markersize=4)
-    ax.axvline(best, color="C3", linestyle="--", label=f"best lr = {best:.2g}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    # Final validation loss against learning rate: both axes log, as they span decades.
+    fig = population.plot(history, {"learning_rate": rates}, "learning_rate", value="final")
+    ax = fig.axes[0]
     ax.set_xlabel("learning rate (Adam)")
-    ax.set_ylabel("final validation loss")
-    ax.set_title(f"{len(rates)} networks trained at once")
+    ax.axvline(best, color="C3", linestyle="--", label=f"best lr = {best:.2g}")
     ax.legend()
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -77,22 +74,23 @@ def main(quick: bool) -> float:
         validation_data=(x_val, y_val),
         verbose=0 if quick else 2,
     )
-    val_loss = history["val_loss"][:, -1]  # (members,)
-    # A member that went non-finite stopped there (its logs read NaN); it ranks last.
+    # One row per member, best final validation loss first; a member that went
+    # non-finite stopped there (its logs read NaN), and ranks last.
+    summary = population.summarize(history, {"learning_rate": rates}, "val_loss", by="final")
+    print(summary.format(max_rows=5))
     diverged = rates[history["nonfinite_epoch"] >= 0]
     if diverged.size:
         print(f"{diverged.size} members diverged and stopped, from lr {diverged.min():.3g}")
-    best = int(np.nanargmin(val_loss))
-    best_state = population.select(states, val_loss)
+    best = summary.to_dicts()[0]
+    best_state = population.select(states, history["val_loss"][:, -1])
     scores = trainer.evaluate(best_state, x_val, y_val)
     print(
-        f"best learning rate: {rates[best]:.3g} (val loss {val_loss[best]:.4f}, "
-        f"val accuracy {scores['accuracy']:.3f}); worst finite val loss "
-        f"{np.nanmax(val_loss):.4f} at lr {rates[int(np.nanargmax(val_loss))]:.3g}"
+        f"best learning rate: {best['learning_rate']:.3g} (val loss {best['final']:.4f}, "
+        f"val accuracy {scores['accuracy']:.3f})"
     )
-    plot(rates, val_loss, float(rates[best]), "lr_sweep.png")
+    plot(history, rates, best["learning_rate"], "lr_sweep.png")
     print("wrote lr_sweep.png")
-    return float(rates[best])
+    return best["learning_rate"]
 
 
 if __name__ == "__main__":

@@ -3,24 +3,28 @@
 Layers are immutable values with pure ``init``/``apply`` functions over plain dicts
 of arrays; ``Trainer.fit`` compiles training with ``lax.scan``; populations of many
 small networks train in one XLA program with ``jax.vmap``.
+
+What building and training a model needs is imported with the package; the parts
+that a program may never use (``population``, ``benchmark``, ``export``, ``sources``
+and ``ArrayStream``) are imported on first use (``nn.population.fit`` works as
+usual), which keeps ``import jaxnn`` short.
 """
+
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from jaxnn import (
     activations,
-    benchmark,
     checkpoint,
     confusion_metrics,
     data,
-    export,
     initializers,
     losses,
     metrics,
     optimizers,
     parallel,
-    population,
     precision,
     sharded_checkpoint,
-    sources,
     stream,
 )
 from jaxnn._version import __version__
@@ -42,7 +46,6 @@ from jaxnn.layers import __all__ as _layers_all
 from jaxnn.layers.recurrent import Cell, GRUCell, LSTMCell, SimpleRNNCell
 from jaxnn.losses import Loss
 from jaxnn.metrics import Metric
-from jaxnn.sources import ArrayStream
 from jaxnn.summary import count_params, summary
 from jaxnn.train import (
     Callback,
@@ -120,3 +123,32 @@ __all__ = [
     "enable_compilation_cache",
     *_layers_all,
 ]
+
+if _TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
+    from jaxnn import benchmark, export, population, sources
+    from jaxnn.sources import ArrayStream
+
+# name -> (module, attribute or None for the module itself), imported on first use.
+_LAZY = {
+    "benchmark": ("jaxnn.benchmark", None),
+    "export": ("jaxnn.export", None),
+    "population": ("jaxnn.population", None),
+    "sources": ("jaxnn.sources", None),
+    "ArrayStream": ("jaxnn.sources", "ArrayStream"),
+}
+
+
+def __getattr__(name: str) -> object:
+    """Imports a lazy part of the API on first use (PEP 562)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'jaxnn' has no attribute {name!r}")
+    module, attribute = _LAZY[name]
+    value = _importlib.import_module(module)
+    if attribute is not None:
+        value = getattr(value, attribute)
+    globals()[name] = value  # later uses find it directly
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

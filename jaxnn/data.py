@@ -32,6 +32,8 @@ __all__ = [
     "check_target_values",
     "check_validation_data",
     "check_validation_split",
+    "class_labels",
+    "class_table",
     "class_weights",
     "num_examples",
     "prepare",
@@ -587,11 +589,33 @@ def class_weights(where: str, class_weight: Any, y: Any, predictions: Any) -> ja
         >>> class_weights("fit", {0: 1.0, 1: 3.0}, np.array([0, 1, 1, 0]), out).tolist()
         [1.0, 3.0, 3.0, 1.0]
     """
-    if not isinstance(class_weight, dict):
-        raise TypeError(
-            f"{where}: class_weight must be a dict from class index to weight, such as "
-            f"{{0: 1.0, 1: 5.0}}, got {type(class_weight).__name__}."
-        )
+    labels, classes = class_labels(where, y, predictions)
+    return jnp.asarray(class_table(where, class_weight, classes)[labels], jnp.float32)
+
+
+def class_labels(where: str, y: Any, predictions: Any) -> tuple[np.ndarray, int]:
+    """The class of each example, as :func:`class_weights` reads it, and the number
+    of classes.
+
+    Args:
+        where: the caller, for messages (``"population.fit"``).
+        y: the targets, ``(n,)``, ``(n, 1)`` or ``(n, classes)``.
+        predictions: the model's output spec with its batch axis: its last axis gives
+            the number of classes (1: binary, 2 classes).
+
+    Returns:
+        ``(labels, classes)``: ``(n,)`` int64 class indices and the class count.
+
+    Raises:
+        ValueError: as :func:`class_weights`, for targets it cannot read.
+
+    Example:
+        >>> import jax
+        >>> out = jax.ShapeDtypeStruct((3, 3), "float32")
+        >>> labels, classes = class_labels("fit", np.eye(3)[[2, 0, 1]], out)
+        >>> labels.tolist(), classes
+        ([2, 0, 1], 3)
+    """
     if not isinstance(y, (jax.Array, np.ndarray)):
         raise ValueError(
             f"{where}: class_weight needs the targets as one array, got "
@@ -606,19 +630,37 @@ def class_weights(where: str, class_weight: Any, y: Any, predictions: Any) -> ja
             f"got shape {labels.shape}. Pass per-example weights as sample_weight instead."
         )
     if labels.ndim == 2 and labels.shape[1] == classes and classes > 1 and shape[-1] != 1:
-        labels = np.argmax(labels, axis=1)
-    else:
-        labels = labels.reshape(-1)
-        whole = np.isfinite(labels) & (labels == np.round(labels))
-        inside = whole & (labels >= 0) & (labels < classes)
-        if not np.all(inside):
-            row = int(np.argmin(inside))
-            raise ValueError(
-                f"{where}: class_weight needs integer class labels in [0, {classes}), but "
-                f"target {row} is {labels[row]!r}. Pass labels (or one-hot targets), or "
-                "per-example weights as sample_weight."
-            )
-        labels = labels.astype(np.int64)
+        return np.argmax(labels, axis=1), classes
+    labels = labels.reshape(-1)
+    whole = np.isfinite(labels) & (labels == np.round(labels))
+    inside = whole & (labels >= 0) & (labels < classes)
+    if not np.all(inside):
+        row = int(np.argmin(inside))
+        raise ValueError(
+            f"{where}: class_weight needs integer class labels in [0, {classes}), but "
+            f"target {row} is {labels[row]!r}. Pass labels (or one-hot targets), or "
+            "per-example weights as sample_weight."
+        )
+    return labels.astype(np.int64), classes
+
+
+def class_table(where: str, class_weight: Any, classes: int) -> np.ndarray:
+    """Keras's ``class_weight`` dict as a ``(classes,)`` float32 table (1 where left out).
+
+    Raises:
+        TypeError: if ``class_weight`` is not a dict.
+        ValueError: for a key that is not a class index, or a weight that is negative
+            or not finite.
+
+    Example:
+        >>> class_table("fit", {1: 3.0}, 3).tolist()
+        [1.0, 3.0, 1.0]
+    """
+    if not isinstance(class_weight, dict):
+        raise TypeError(
+            f"{where}: class_weight must be a dict from class index to weight, such as "
+            f"{{0: 1.0, 1: 5.0}}, got {type(class_weight).__name__}."
+        )
     table = np.ones(classes, np.float32)
     for key, value in class_weight.items():
         is_int = isinstance(key, (int, np.integer)) and not isinstance(key, bool)
@@ -633,4 +675,4 @@ def class_weights(where: str, class_weight: Any, y: Any, predictions: Any) -> ja
                 f"{where}: class_weight[{key}] is {value!r}; a weight must be a finite number >= 0."
             )
         table[int(key)] = value
-    return jnp.asarray(table[labels], jnp.float32)
+    return table

@@ -72,7 +72,9 @@ __all__ = [
     "predictions_first",
     "sparse_categorical_crossentropy",
     "sparse_targets",
+    "weighted",
     "weighted_mean",
+    "LOSS_WEIGHTS",
 ]
 
 EPSILON = 1e-7
@@ -695,6 +697,12 @@ class Loss:
             ``categorical_crossentropy``); ``predictions`` is the model's output spec.
             ``fit`` and ``evaluate`` run it once on the whole data, before any
             compiled step, because inside one a bad target can only turn into NaN.
+        weights: ``None``, or for a weighted sum with traced weights
+            (:func:`weighted` with ``traced=True``) each term's starting weight; then
+            ``per_example(predictions, targets, weights)`` also takes the weights
+            (without them, the starting ones), and training reads them from the
+            model state's ``"loss_weights"`` entry (see
+            :func:`jaxnn.train.programs.with_loss_weights`).
 
     Calling a ``Loss`` gives the weighted mean,
     ``loss(predictions, targets, weights=None) -> ()``, as the loss functions do.
@@ -713,6 +721,7 @@ class Loss:
     per_example: PerExampleFn
     kwargs: Mapping[str, Any] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
     check_targets: TargetCheck | None = None
+    weights: Mapping[str, float] | None = None
 
     def __call__(
         self, predictions: Any, targets: Any, weights: ArrayLike | None = None
@@ -1021,4 +1030,140 @@ mean 'delta'?
     raise TypeError(
         f"loss must be a name such as 'mse', a function f(predictions, targets) or a Loss, "
         f"got {type(loss).__name__}."
+    )
+
+
+# ------------------------------------------------------------ weighted sums of losses
+
+LOSS_WEIGHTS = "loss_weights"
+"""The model-state entry that holds a weighted loss's traced weights."""
+
+
+def _route(key: str, predictions: Any, targets: Any) -> tuple[Any, Any]:
+    """A term's inputs: the entries ``key`` of dict predictions and targets (Keras's
+    ``loss={"output": ...}``), else the whole predictions and targets."""
+    if isinstance(predictions, dict) and key in predictions:
+        if not (isinstance(targets, dict) and key in targets):
+            got = sorted(map(str, targets)) if isinstance(targets, dict) else type(targets)
+            raise ValueError(
+                f"loss 'weighted': term {key!r} is the model's output {key!r}, so the "
+                f"targets must be a dict with an entry {key!r} too, got {got}."
+            )
+        return predictions[key], targets[key]
+    return predictions, targets
+
+
+def weighted(
+    terms: Mapping[str, str | Callable | Loss],
+    weights: Mapping[str, float] | None = None,
+    *,
+    traced: bool = False,
+) -> Loss:
+    """A weighted sum of losses: Keras's ``loss_weights``, or the terms of one loss.
+
+    Per example, the value is ``sum(weights[k] * terms[k](predictions, targets))``.
+    A term named after an entry of dict predictions (a model with several outputs,
+    ``{"label": ..., "box": ...}``) sees that entry of the predictions and of the
+    targets, as Keras's ``compile(loss={...}, loss_weights={...})`` does; any other
+    term sees the whole predictions and targets (``{"mse": "mse", "mae": "mae"}``
+    on one output).
+
+    With ``traced=True`` the weights are traced: a :class:`~jaxnn.Trainer` holds
+    them in the model state (``state.model_state["loss_weights"]``, one float32
+    scalar per term, see :func:`jaxnn.train.programs.with_loss_weights`), so that
+    changing them never recompiles and each member of a population can have its own
+    (``jaxnn.population.set_hyperparams(states, **{"loss_weights/box": ...})``).
+    ``evaluate`` and the validation loss use each member's own weights too.
+
+    Args:
+        terms: term name to a loss: a name (``"mse"``), a function or a
+            :class:`Loss`, as :func:`get` takes them.
+        weights: term name to its weight (a finite number); a term left out weighs
+            1, as in Keras.
+        traced: hold the weights in the model state rather than in the program.
+
+    Returns:
+        A :class:`Loss` named ``"weighted"``; with ``traced=True`` its ``weights``
+        are the starting weights.
+
+    Raises:
+        ValueError: for no terms, a weight for no term (listing the terms), a
+            weight that is not a finite number, or (when called) dict predictions
+            with a term's entry and targets without it.
+        TypeError: for ``terms`` or ``weights`` that are not mappings, or a term
+            that :func:`get` refuses.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> loss = weighted({"mse": "mse", "mae": "mae"}, {"mae": 0.5})
+        >>> loss.per_example(jnp.array([[2.0]]), jnp.array([[0.0]])).tolist()  # 4 + 0.5·2
+        [5.0]
+        >>> two = weighted({"a": "mse", "b": "mae"}, {"b": 0.1}, traced=True)
+        >>> p = {"a": jnp.ones((1, 1)), "b": jnp.ones((1, 1))}
+        >>> t = {"a": jnp.zeros((1, 1)), "b": jnp.zeros((1, 1))}
+        >>> [round(float(v), 6) for v in two.per_example(p, t)]  # the starting weights
+        [1.1]
+        >>> two.per_example(p, t, {"a": jnp.array(0.0), "b": jnp.array(2.0)}).tolist()
+        [2.0]
+    """
+    where = "loss 'weighted'"
+    if not isinstance(terms, Mapping) or not terms:
+        raise (TypeError if not isinstance(terms, Mapping) else ValueError)(
+            f"{where}: terms must be a non-empty dict from name to loss, e.g. "
+            f"{{'label': 'sparse_categorical_crossentropy', 'box': 'mse'}}; got {terms!r}."
+        )
+    if weights is None:
+        weights = {}
+    if not isinstance(weights, Mapping):
+        raise TypeError(
+            f"{where}: weights must be a dict from term name to weight, e.g. {{'box': 0.5}}; "
+            f"got {type(weights).__name__}."
+        )
+    unknown = sorted(map(str, set(weights) - set(terms)))
+    if unknown:
+        raise ValueError(
+            f"{where}: weights has entries {unknown} that are no term; the terms are "
+            f"{sorted(map(str, terms))}."
+        )
+    losses = {str(k): get(v) for k, v in terms.items()}
+    start: dict[str, float] = {}
+    for k in losses:
+        w = weights.get(k, 1.0)
+        number = isinstance(w, (int, float, np.number)) and not isinstance(w, bool)
+        if not number or not math.isfinite(float(w)):
+            raise ValueError(f"{where}: the weight of {k!r} must be a finite number, got {w!r}.")
+        start[k] = float(w)
+    if not isinstance(traced, bool):
+        raise TypeError(f"{where}: traced must be True or False, got {traced!r}.")
+
+    def per_example(
+        predictions: Any, targets: Any, weights: Mapping[str, Any] | None = None
+    ) -> jax.Array:
+        w = start if weights is None else weights
+        total = None
+        for k, loss in losses.items():
+            values = loss.per_example(*_route(k, predictions, targets))
+            values = values.astype(compute_dtype(values)) * jnp.asarray(w[k], values.dtype)
+            total = values if total is None else total + values
+        return total
+
+    def check_targets(where: str, targets: Any, predictions: Any) -> None:
+        for k, loss in losses.items():
+            if loss.check_targets is not None:
+                p, t = (
+                    (predictions[k], targets[k])
+                    if isinstance(predictions, dict)
+                    and k in predictions
+                    and isinstance(targets, dict)
+                    and k in targets
+                    else (predictions, targets)
+                )
+                loss.check_targets(f"{where} (term {k!r})", t, p)
+
+    return Loss(
+        "weighted",
+        per_example,
+        MappingProxyType({"terms": tuple(losses), "weights": MappingProxyType(start)}),
+        check_targets,
+        MappingProxyType(dict(start)) if traced else None,
     )

@@ -34,6 +34,7 @@ from jaxnn.layers._common import check_positive
 __all__ = ["Repeat"]
 
 _KIND = "Repeat"
+_DEPTH = "depth"
 
 
 def _check_n(n: Any) -> None:
@@ -74,6 +75,7 @@ def Repeat(
     n: int,
     *,
     unroll: bool | int = False,
+    dynamic_depth: bool = False,
     name: str | None = None,
 ) -> Layer:
     """``n`` copies of a layer, each with its own params, applied one after another.
@@ -96,12 +98,18 @@ def Repeat(
             unrolls all copies into straight-line code (sometimes faster to run, as
             slow to compile as the unrolled stack); an integer ``k`` runs ``k``
             copies per loop iteration (``lax.scan``'s ``unroll``).
+        dynamic_depth: when ``True``, the state also holds ``depth`` (an ``int32``
+            scalar, ``n`` after ``init``): only the first ``depth`` copies run and the
+            others pass their input through unchanged (their params get zero
+            gradients and their state is kept). ``depth`` is traced, so changing it
+            never recompiles; a population sweep over depth
+            (:func:`jaxnn.population.sweep`) gives each member its own.
         name: the name of this layer inside a parent.
 
     Returns:
         A layer with the input's shape and dtype at its output, whose params and state
         hold the stacked ones of the layer under its name (``dense``, ...) with leading
-        axis ``n``.
+        axis ``n`` (and, with ``dynamic_depth``, the state's ``depth``).
 
     Raises:
         LayerError: for a non-positive ``n`` or a bad ``unroll``; at ``init`` (and in
@@ -118,9 +126,20 @@ def Repeat(
         (6, 8, 8)
         >>> stack.apply(params, state, x)[0].shape
         (4, 8)
+        >>> shallow = Repeat(Dense(8, "tanh"), 6, dynamic_depth=True)
+        >>> params, state = shallow.init(jax.random.key(0), x)
+        >>> state = {**state, "depth": jnp.int32(2)}  # run the first 2 copies only
+        >>> y2 = shallow.apply(params, state, x)[0]
+        >>> two = jax.tree.map(lambda a: a[:2], params)
+        >>> bool(jnp.allclose(y2, Repeat(Dense(8, "tanh"), 2).apply(two, {}, x)[0]))
+        True
     """
     _check_n(n)
     _check_unroll(unroll)
+    if not isinstance(dynamic_depth, bool):
+        raise LayerError(
+            _KIND, f"dynamic_depth must be a bool, got {type(dynamic_depth).__name__}."
+        )
     n = int(n)
     child = as_layer(layer)
     (child_name,) = unique_names([child], _KIND)
@@ -138,7 +157,10 @@ def Repeat(
             y = output_spec(child, *first, x)
         if not _same_spec(spec_of(x), y):
             raise _shape_error(spec_of(x), y)
-        return ({child_name: params} if params else {}), ({child_name: state} if state else {})
+        state = {child_name: state} if state else {}
+        if dynamic_depth:
+            state[_DEPTH] = jnp.asarray(n, jnp.int32)
+        return ({child_name: params} if params else {}), state
 
     def check_stacked(what: str, tree: Any) -> None:
         for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
@@ -156,16 +178,23 @@ def Repeat(
     # anew on every call (the scan's body is a new closure each time). Inside a caller's
     # jit, this is inlined like any other function.
     @functools.partial(jax.jit, static_argnames="training")
-    def scan_copies(p: Params, s: State, x: Any, key: PRNGKey | None, training: bool) -> tuple:
+    def scan_copies(
+        p: Params, s: State, x: Any, key: PRNGKey | None, depth: Any, training: bool
+    ) -> tuple:
         def body(h: Any, copy: tuple) -> tuple[Any, State]:
-            p_i, s_i, k_i = copy
+            p_i, s_i, k_i, i = copy
             with scope(child_name):
                 y, s_new = child.apply(p_i, s_i, h, key=k_i, training=training)
             if not _same_spec(spec_of(h), spec_of(y)):
                 raise _shape_error(spec_of(h), spec_of(y))
+            if depth is not None:  # copies past the depth pass their input through
+                run = i < depth
+                y = jax.tree.map(lambda new, old: jnp.where(run, new, old), y, h)
+                s_new = jax.tree.map(lambda new, old: jnp.where(run, new, old), s_new, s_i)
             return y, s_new
 
-        return jax.lax.scan(body, x, (p, s, copy_keys(key)), length=n, unroll=unroll)
+        copies = (p, s, copy_keys(key), jnp.arange(n, dtype=jnp.int32))
+        return jax.lax.scan(body, x, copies, length=n, unroll=unroll)
 
     def apply(
         params: Params,
@@ -176,11 +205,18 @@ def Repeat(
         training: bool = False,
     ) -> tuple[Any, State]:
         check_entries(_KIND, "params", params, names)
-        check_entries(_KIND, "state", state, names)
+        if dynamic_depth:
+            check_entries(_KIND, "state", state, (*names, _DEPTH), required=(_DEPTH,))
+        else:
+            check_entries(_KIND, "state", state, names)
         p, s = params.get(child_name, {}), state.get(child_name, {})
         check_stacked("params", p)
         check_stacked("state", s)
-        y, new_state = scan_copies(p, s, x, key, training=training)
-        return y, ({child_name: new_state} if new_state else {})
+        depth = state[_DEPTH] if dynamic_depth else None
+        y, new_state = scan_copies(p, s, x, key, depth, training=training)
+        new_state = {child_name: new_state} if new_state else {}
+        if dynamic_depth:
+            new_state[_DEPTH] = depth
+        return y, new_state
 
     return Layer(init, apply, _KIND, name, ((child_name, child),), None)

@@ -175,6 +175,10 @@ class Position:
     number alone places them. A plain generator cannot be moved; resuming from one
     warns, and the run reads on from wherever the generator is.
 
+    ``fit`` saves it at the end of an epoch, once the prefetch thread has stopped,
+    and :func:`chunks` reads no batch past the epoch's last (``steps_per_epoch``),
+    so the position is where the program stopped reading, never ahead of it.
+
     With several processes each streams its own batches from its own iterator, so
     each has its own position: :meth:`save` gathers them all (a collective, which
     every process calls), the checkpoint keeps them as ``{"processes": [...]}`` in

@@ -67,5 +67,10 @@ CASES = {
             stochastic=True,
         ),
         Case("transformer_block", lambda: Repeat(_block(), 2), (2, 5, 8)),
+        Case(
+            "dynamic_depth",
+            lambda: Repeat(nn.Sequential(nn.Dense(5), BatchNorm(), "tanh"), 3, dynamic_depth=True),
+            (6, 5),
+        ),
     ],
 }

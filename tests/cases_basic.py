@@ -13,6 +13,7 @@ CASES = {
     "Dropout": [
         Case("dropout_rank3", lambda: Dropout(0.2), (2, 3, 5), stochastic=True),
         Case("dropout_zero", lambda: Dropout(0.0), (4, 3), stochastic=True),
+        Case("dropout_traced", lambda: Dropout(0.3, traced=True), (4, 3), stochastic=True),
     ],
     "Flatten": [
         Case("flatten", lambda: Flatten(), (2, 3, 4)),

@@ -235,13 +235,14 @@ def test_get_functions_losses_and_custom_metrics():
 
 def test_metric_is_shaped_like_loss():
     """name, per_example and kwargs, frozen, callable for the mean, jittable; a loss
-    adds only its check of the targets' domain."""
+    adds only its check of the targets' domain and the weights of a weighted sum of
+    terms (``losses.weighted``)."""
     m = metrics.get("binary_accuracy", threshold=0.0)
     loss_fields = [f.name for f in dataclasses.fields(losses.Loss)]
     assert [f.name for f in dataclasses.fields(metrics.Metric)] == [
-        f for f in loss_fields if f != "check_targets"
+        f for f in loss_fields if f not in ("check_targets", "weights")
     ]
-    assert "check_targets" in loss_fields
+    assert "check_targets" in loss_fields and "weights" in loss_fields
     assert (m.name, dict(m.kwargs)) == ("binary_accuracy", {"threshold": 0.0})
     with pytest.raises(dataclasses.FrozenInstanceError, match=r"cannot assign to field 'name'"):
         m.name = "other"

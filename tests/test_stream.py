@@ -287,6 +287,45 @@ def test_resume_moves_a_grain_iterator_and_warns_for_a_generator(setup, tmp_path
         trainer.fit(state, plain(), None, epochs=2, checkpoint=again, **fit)
 
 
+class Rows:
+    """An endless iterator with a position (as grain's are) that counts what it gave
+    and how fast the reader came: a prefetching reader that went past the batches
+    the program used would show in ``i``."""
+
+    def __init__(self, x, y):
+        self.x, self.y, self.i = x, y, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        b, self.i = self.i % 6, self.i + 1
+        return self.x[BATCH * b : BATCH * b + BATCH], self.y[BATCH * b : BATCH * b + BATCH]
+
+    def get_state(self):
+        return {"i": self.i}
+
+    def set_state(self, state):
+        self.i = state["i"]
+
+
+def test_the_saved_position_is_where_the_program_stopped_reading(setup, tmp_path):
+    """One step per chunk, so the prefetch thread could run two chunks ahead; the
+    checkpoints still hold the epoch boundaries, and a resume equals a straight run."""
+    trainer, state, x, y = setup
+    fit = dict(steps_per_epoch=3, steps_per_execution=1, verbose=0)
+    straight, _ = trainer.fit(state, Rows(x, y), None, epochs=3, **fit)
+    source = Rows(x, y)
+    trainer.fit(state, source, None, epochs=2, checkpoint=tmp_path, **fit)
+    assert source.i == 6  # 2 epochs of 3 batches, not one more
+    for epoch in (1, 2):
+        meta = nn.checkpoint.read_metadata(tmp_path / f"epoch_{epoch:06d}.safetensors")
+        assert meta["user"]["jaxnn_fit"]["data_state"] == {"state": {"i": 3 * epoch}}
+    again = nn.Checkpointing(tmp_path, resume=True)
+    resumed, _ = trainer.fit(state, Rows(x, y), None, epochs=3, checkpoint=again, **fit)
+    assert_bit_identical(resumed, straight)
+
+
 def test_a_population_trains_on_one_shared_stream(setup):
     """Every member on the same streamed batches equals the in-memory population fit,
     early stopping and the non-finite stop included."""

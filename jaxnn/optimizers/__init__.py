@@ -32,6 +32,12 @@ transformation passed instead of a name is used as it is.
 :func:`hyperparams` and :func:`replace_hyperparams` find traced hyperparameters
 anywhere in an optimizer state: inside ``optax.chain``, ``optax.MultiSteps`` or any
 other wrapper whose state is made of tuples, named tuples, lists and dicts.
+
+A learning rate may be a schedule whose own parameters are traced too
+(:mod:`jaxnn.optimizers.schedules`): ``get("adam", learning_rate=warmup_cosine(
+peak_value=1e-3, warmup_steps=100, decay_steps=1000))`` holds ``peak_value``,
+``warmup_steps``, ... in the state, so each member of a population can follow its own
+schedule.
 """
 
 from __future__ import annotations
@@ -46,9 +52,20 @@ import numpy as np
 import optax
 
 from jaxnn._checks import check_options, lookup
-from jaxnn.optimizers import rules
+from jaxnn.optimizers import rules, schedules
+from jaxnn.optimizers.schedules import TracedSchedule, traced_schedule, warmup_cosine
 
-__all__ = ["KERAS_DEFAULTS", "get", "hyperparams", "replace_hyperparams", "rules"]
+__all__ = [
+    "KERAS_DEFAULTS",
+    "TracedSchedule",
+    "get",
+    "hyperparams",
+    "replace_hyperparams",
+    "rules",
+    "schedules",
+    "traced_schedule",
+    "warmup_cosine",
+]
 
 _EXTRAS = {
     "weight_decay": None,
@@ -185,7 +202,9 @@ def get(
             returned as it is (wrap it in ``optax.inject_hyperparams`` yourself to
             trace its hyperparameters).
         **hyperparams: Keras's arguments, replacing the defaults, e.g.
-            ``learning_rate=0.01`` (a number or an optax schedule),
+            ``learning_rate=0.01`` (a number, an optax schedule, or a traced
+            schedule such as :func:`warmup_cosine`, whose parameters are then
+            traced hyperparameters too),
             ``clipnorm=1.0``, ``weight_decay=1e-4``, ``gradient_accumulation_steps=4``.
 
     Returns:
@@ -295,6 +314,25 @@ def hyperparams(opt_state: Any) -> dict[str, Any]:
     return found
 
 
+def _scheduled(opt_state: Any) -> dict[str, Any]:
+    """Name to schedule state, for the hyperparameters that an ``inject_hyperparams`` state
+    computes from a schedule (and holds as no constant anywhere else)."""
+    plain: set[str] = set()
+    computed: dict[str, Any] = {}
+
+    def visit(state: Any) -> Any:
+        schedules = getattr(state, "hyperparams_states", None) or {}
+        for k in dict(state.hyperparams):
+            if k not in schedules:
+                plain.add(k)
+        for k, v in schedules.items():
+            computed.setdefault(k, v)
+        return state
+
+    _walk(opt_state, visit)
+    return {k: v for k, v in computed.items() if k not in plain}
+
+
 def replace_hyperparams(
     opt_state: Any, values: Mapping[str, Any], *, where: str = "replace_hyperparams"
 ) -> Any:
@@ -335,6 +373,20 @@ def replace_hyperparams(
                 f"{where}: the optimizer has no traced hyperparameter {name!r}; it has "
                 f"{sorted(known)}. Pass it to jaxnn.optimizers.get (e.g. clipnorm=1.0) so "
                 "that it is traced."
+            )
+    scheduled = _scheduled(opt_state)
+    for name in values:
+        if name in scheduled:
+            schedule = scheduled[name]
+            hint = (
+                f"set the schedule's own hyperparameters instead ({sorted(schedule.hyperparams)})"
+                if isinstance(schedule, schedules.ScheduleState)
+                else "pass a constant, or a traced schedule such as "
+                "jaxnn.optimizers.warmup_cosine whose parameters can be set"
+            )
+            raise ValueError(
+                f"{where}: {name!r} is computed by a schedule at every step, so a value "
+                f"set here would be overwritten; {hint}."
             )
 
     def visit(state: Any) -> Any:

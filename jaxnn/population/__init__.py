@@ -19,11 +19,18 @@ The package, one concept per module:
   ``select``;
 * :mod:`~jaxnn.population.genome`: ``ravel``, ``flat_apply`` (flat vectors for
   gradient-free methods);
-* :mod:`~jaxnn.population.strategy`: the execution strategies.
+* :mod:`~jaxnn.population.report`: ``summarize``, ``plot`` (a sweep as a table and
+  a plot);
+* :mod:`~jaxnn.population.strategy`: the execution strategies;
+* :mod:`~jaxnn.population.padded`: ``sweep``, ``Sweep`` (members of different widths
+  and depths, padded to one shape);
+* :mod:`~jaxnn.population.pbt`: population-based training, ``PBT``, ``pbt.fit``,
+  ``exploit_explore``.
 
 Sharding the member axis over devices is :func:`jaxnn.parallel.shard_members`.
 """
 
+from jaxnn.population import pbt
 from jaxnn.population.build import (
     bootstrap,
     init,
@@ -35,21 +42,32 @@ from jaxnn.population.build import (
 from jaxnn.population.fitting import fit
 from jaxnn.population.genome import flat_apply, ravel
 from jaxnn.population.infer import ensemble_predict, evaluate, predict, select
+from jaxnn.population.padded import Sweep, sweep
+from jaxnn.population.pbt import PBT, exploit_explore
+from jaxnn.population.report import Summary, plot, summarize
 from jaxnn.population.strategy import STRATEGIES
 
 __all__ = [
+    "PBT",
     "STRATEGIES",
+    "Summary",
+    "Sweep",
     "bootstrap",
     "ensemble_predict",
     "evaluate",
+    "exploit_explore",
     "fit",
     "flat_apply",
     "init",
     "kfold",
     "num_members",
+    "plot",
+    "pbt",
     "predict",
     "ravel",
     "select",
     "set_hyperparams",
+    "summarize",
+    "sweep",
     "take_members",
 ]

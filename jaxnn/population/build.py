@@ -19,6 +19,7 @@ from jaxnn._checks import check_key, check_positive_int
 from jaxnn._types import PRNGKey
 from jaxnn.core import spec_of
 from jaxnn.train import Trainer, TrainState
+from jaxnn.train.programs import compile_once
 
 __all__ = [
     "bootstrap",
@@ -83,7 +84,8 @@ def init(
         key: one key for the whole population.
         x: an example input with its batch axis (array or ``jax.ShapeDtypeStruct``).
         n: the number of members.
-        hyperparams: per-member optimizer hyperparameters, e.g.
+        hyperparams: per-member hyperparameters (the optimizer's, a traced
+            schedule's, traced dropout rates, traced loss weights), e.g.
             ``{"learning_rate": jnp.logspace(-4, -1, n)}``; see :func:`set_hyperparams`.
         kernel_scale: ``(n,)`` factors that multiply every member's initial
             ``kernel`` and ``embedding`` arrays, for populations that differ in
@@ -117,7 +119,11 @@ def init(
         )
     spec = spec_of(x, f"{where}: x")
     keys = jax.random.split(key, n)
-    states = jax.vmap(lambda k: trainer.programs.init(k, spec))(keys)
+    init_all = jax.vmap(lambda k: trainer.programs.init(k, spec))
+    if isinstance(keys, jax.core.Tracer):  # under a transformation: trace it
+        states = init_all(keys)
+    else:  # one program (op by op, each initializer would compile on its own)
+        states = compile_once(init_all, keys)(keys)
     if kernel_scale is not None:
         scale = per_member("population.init", "kernel_scale", kernel_scale, n)
 
@@ -146,6 +152,11 @@ def check_trainer(where: str, trainer: Any) -> None:
         TypeError: population.fit: trainer must be a jaxnn.Trainer (model, loss, optimizer), \
 got str. Build one with nn.Trainer(model, loss, optimizer).
     """
+    if type(trainer).__name__ == "Sweep" and hasattr(trainer, "trainer"):
+        raise TypeError(
+            f"{where}: got a Sweep; pass its padded trainer, sweep.trainer (and build "
+            "the states with sweep.init(key))."
+        )
     if not isinstance(trainer, Trainer):
         raise TypeError(
             f"{where}: trainer must be a jaxnn.Trainer (model, loss, optimizer), got "
@@ -195,26 +206,49 @@ def per_member(where: str, what: str, value: Any, n: int) -> jax.Array:
     return arr
 
 
-def set_hyperparams(states: TrainState, **values: Any) -> TrainState:
-    """Sets per-member optimizer hyperparameters (traced: no recompilation).
+def _state_paths(model_state: Any) -> dict[str, Any]:
+    """Every model-state leaf by its path, ``"encoder/dropout/rate"``."""
+    leaves = jax.tree_util.tree_flatten_with_path(model_state)[0]
+    return {"/".join(str(getattr(k, "key", k)) for k in path): leaf for path, leaf in leaves}
 
-    The hyperparameters are found anywhere in the optimizer state: the top of an
-    optimizer from :func:`jaxnn.optimizers.get` (every Keras argument given or
-    defaulted: ``learning_rate``, ``beta_1``, ``clipnorm``, ``weight_decay``, ...),
-    or an ``optax.inject_hyperparams`` part inside ``optax.chain``,
-    ``optax.MultiSteps`` or another wrapper. Every traced hyperparameter of a given
-    name is set.
+
+def _set_state_leaves(model_state: Any, paths: dict[str, jax.Array]) -> Any:
+    """``model_state`` with the leaves at ``paths`` replaced (cast to their dtype)."""
+
+    def replace(path: tuple, leaf: Any) -> Any:
+        name = "/".join(str(getattr(k, "key", k)) for k in path)
+        return paths[name].astype(leaf.dtype) if name in paths else leaf
+
+    return jax.tree_util.tree_map_with_path(replace, model_state)
+
+
+def set_hyperparams(states: TrainState, **values: Any) -> TrainState:
+    """Sets per-member hyperparameters, traced: no recompilation.
+
+    A name is looked up first among the optimizer's traced hyperparameters, found
+    anywhere in the optimizer state: the top of an optimizer from
+    :func:`jaxnn.optimizers.get` (every Keras argument given or defaulted:
+    ``learning_rate``, ``beta_1``, ``clipnorm``, ``weight_decay``, ...), the
+    parameters of a traced schedule (``peak_value``, ``warmup_steps``, ... of
+    :func:`jaxnn.optimizers.warmup_cosine`), or an ``optax.inject_hyperparams`` part
+    inside ``optax.chain``, ``optax.MultiSteps`` or another wrapper; every traced
+    hyperparameter of that name is set. Otherwise it names scalar entries of the
+    model state by their path or its last parts: ``rate`` sets every
+    ``Dropout(..., traced=True)``, ``"encoder/dropout/rate"`` one of them, and
+    ``"loss_weights/aux"`` a traced weight of :func:`jaxnn.losses.weighted`.
 
     Args:
-        states: a stacked state whose optimizer traces hyperparameters.
-        **values: name to ``(members,)`` array (or a scalar for every member).
+        states: a stacked state whose optimizer or model state traces them.
+        **values: name (or model-state path) to a ``(members,)`` array, or a scalar
+            for every member.
 
     Returns:
         The states with those hyperparameters replaced.
 
     Raises:
-        ValueError: if the optimizer does not trace that hyperparameter, or a value
-            has the wrong length.
+        ValueError: if neither the optimizer nor the model state has that
+            hyperparameter, a model-state entry of that name is not one scalar per
+            member, or a value has the wrong length.
 
     Example:
         >>> import jax, jax.numpy as jnp, optax, jaxnn as nn
@@ -232,18 +266,42 @@ def set_hyperparams(states: TrainState, **values: Any) -> TrainState:
     where = "population.set_hyperparams"
     n = num_members(states)
     known = optimizers.hyperparams(states.opt_state)
+    leaves = _state_paths(states.model_state)
+    scalars = sorted(p for p, leaf in leaves.items() if np.shape(leaf) == (n,))
+    in_state: dict[str, list[str]] = {}
+    for name in values:
+        if name not in known:
+            found = [p for p in leaves if p == name or p.endswith("/" + name)]
+            if found:
+                in_state[name] = found
     # Checked here first for the message; replace_hyperparams checks the same.
     if known:
         for name in values:
-            if name not in known:
+            if name not in known and name not in in_state:
                 raise ValueError(
                     f"{where}: the optimizer has no traced hyperparameter {name!r}; it has "
                     f"{sorted(known)}. Pass it to jaxnn.optimizers.get (e.g. clipnorm=1.0) "
-                    "so that it is traced."
+                    "so that it is traced. Nor has the model state an entry of that name "
+                    f"or path (its per-member scalars: {scalars})."
                 )
     arrays = {name: per_member(where, name, value, n) for name, value in values.items()}
-    opt_state = optimizers.replace_hyperparams(states.opt_state, arrays, where=where)
-    return states._replace(opt_state=opt_state)
+    paths: dict[str, jax.Array] = {}
+    for name, found in in_state.items():
+        value = arrays.pop(name)
+        for p in found:
+            if np.shape(leaves[p]) != (n,):
+                raise ValueError(
+                    f"{where}: the model-state entry {p!r} has shape "
+                    f"{tuple(np.shape(leaves[p]))}, not one scalar per member ({n},), so it "
+                    f"is no hyperparameter; the per-member scalars are {scalars}."
+                )
+            paths[p] = value
+    opt_state = states.opt_state
+    if arrays or not in_state:
+        opt_state = optimizers.replace_hyperparams(opt_state, arrays, where=where)
+    return states._replace(
+        opt_state=opt_state, model_state=_set_state_leaves(states.model_state, paths)
+    )
 
 
 def bootstrap(key: PRNGKey, members: int, examples: int) -> jax.Array:

@@ -4,7 +4,11 @@ Each member runs the same pure epoch as :meth:`~jaxnn.Trainer.fit`
 (``trainer.programs.epoch``), vmapped, mapped or chunked over members
 (:mod:`~jaxnn.population.strategy`). Early stopping is the same rule as the host
 callback's (:func:`jaxnn.train.stopping_rule`), run inside the program with one row
-per member; a member that goes non-finite stops at its last finite epoch.
+per member; a member that goes non-finite stops at its last finite epoch. So is
+reduce-on-plateau (:func:`jaxnn.train.steering.plateau_rule`, the rule of
+:class:`~jaxnn.ReduceLROnPlateau`): each member's traced learning rate is reduced
+when its own monitored log plateaus. Keras's ``class_weight`` is shared or per
+member; per-member tables are traced, so new values do not compile again.
 """
 
 from __future__ import annotations
@@ -21,13 +25,17 @@ from jaxnn import data as data_lib
 from jaxnn import stream as stream_lib
 from jaxnn._checks import check_bool, check_choice, check_positive_int
 from jaxnn.confusion_metrics import merge_sums
+from jaxnn.core import spec_of
 from jaxnn.data import Data
+from jaxnn.optimizers import hyperparams, replace_hyperparams
 from jaxnn.population.build import check_trainer, num_members
 from jaxnn.population.strategy import check_strategy, over_members
 from jaxnn.train import EarlyStopping, History, Trainer, TrainState, finish, stopping_rule
 from jaxnn.train.callbacks import FitResult, check_monitors
 from jaxnn.train.guard import finite_leaves
+from jaxnn.train.programs import QUICK_OPTIONS, compiles_quickly
 from jaxnn.train.progress import Progress, check_verbose
+from jaxnn.train.steering import ReduceLROnPlateau, plateau_rule, traced_learning_rate
 
 __all__ = ["fit"]
 
@@ -42,6 +50,21 @@ class _Stopping(NamedTuple):
     restore: bool
 
 
+class _Plateau(NamedTuple):
+    """Reduce-on-plateau inside the program: what ``fit`` passes as a static setting."""
+
+    monitor: str
+    factor: float
+    patience: int
+    min_delta: float
+    cooldown: int
+    min_lr: float
+    mode: str
+
+    def rule(self) -> Any:
+        return plateau_rule(*self[1:])
+
+
 class _Carry(NamedTuple):
     """One member's carry through the epochs."""
 
@@ -50,6 +73,7 @@ class _Carry(NamedTuple):
     best_state: Any  # the best epoch's state, with restore_best_weights; else None
     bad_epoch: Any  # int32: the epoch it went non-finite (-1 if never); None if unchecked
     epoch: jax.Array  # int32: epochs run
+    plateau: Any = None  # a PlateauState, or None without reduce_lr
 
 
 def _stopping(stop: EarlyStopping | None) -> _Stopping | None:
@@ -65,15 +89,41 @@ def _stopping(stop: EarlyStopping | None) -> _Stopping | None:
     )
 
 
+def _plateau(reduce: ReduceLROnPlateau | None) -> _Plateau | None:
+    if reduce is None:
+        return None
+    if not isinstance(reduce, ReduceLROnPlateau):
+        raise TypeError(
+            f"population.fit: reduce_lr must be a jaxnn.ReduceLROnPlateau, got "
+            f"{type(reduce).__name__}."
+        )
+    return _Plateau(
+        reduce.monitor,
+        reduce.factor,
+        reduce.patience,
+        reduce.min_delta,
+        reduce.cooldown,
+        reduce.min_lr,
+        reduce.mode,
+    )
+
+
 def _select(flag: jax.Array, a: Any, b: Any) -> Any:
     return jax.tree.map(lambda x, y: jnp.where(flag, x, y), a, b)
 
 
 def _epoch_end(
-    carry: _Carry, new_state: TrainState, logs: dict[str, jax.Array], stopping: _Stopping | None
+    carry: _Carry,
+    new_state: TrainState,
+    logs: dict[str, jax.Array],
+    stopping: _Stopping | None,
+    plateau: _Plateau | None = None,
 ) -> tuple[_Carry, dict[str, jax.Array]]:
     """One member's epoch ends: its new state is kept, or masked out when it went
-    non-finite (and ``bad_epoch`` is carried) or early stopping stopped it."""
+    non-finite (and ``bad_epoch`` is carried) or early stopping stopped it. With
+    ``plateau``, the learning rate the epoch trained with is logged and then, on a
+    plateau, reduced in the kept state, before early stopping looks (as
+    ``callbacks=[ReduceLROnPlateau(...), EarlyStopping(...)]`` on the host)."""
     keep = jnp.ones((), bool)  # whether this epoch's new state is kept
     bad_epoch = carry.bad_epoch
     if bad_epoch is not None:
@@ -81,18 +131,25 @@ def _epoch_end(
         finite = jnp.isfinite(logs["loss"]) & jnp.all(state_ok)
         keep = finite & (bad_epoch < 0)
         bad_epoch = jnp.where(~finite & (bad_epoch < 0), carry.epoch, bad_epoch)
-    stop, best_state = carry.stop, carry.best_state
+    stop, best_state, reduced = carry.stop, carry.best_state, carry.plateau
     if stopping is not None:
-        rule = stopping_rule(*stopping[1:4])
         # A member halted as non-finite is out of early stopping's bookkeeping too.
         keep = keep & ~stop.stopped
+    if plateau is not None:
+        lr = hyperparams(new_state.opt_state)["learning_rate"]
+        logs = {**logs, "learning_rate": lr.astype(jnp.float32)}
+        reduced, new_lr = plateau.rule().update(reduced, logs[plateau.monitor], lr, keep, jnp)
+        opt_state = replace_hyperparams(new_state.opt_state, {"learning_rate": new_lr})
+        new_state = new_state._replace(opt_state=opt_state)
+    if stopping is not None:
+        rule = stopping_rule(*stopping[1:4])
         stop, improved = rule.update(stop, logs[stopping.monitor], keep, jnp)
         if stopping.restore:
             best_state = _select(improved, new_state, best_state)
     # A stopped member keeps its parameters: the update is masked out.
     state = _select(keep, new_state, carry.state)
     logs = {k: jnp.where(keep, v, jnp.nan) for k, v in logs.items()}
-    return _Carry(state, stop, best_state, bad_epoch, carry.epoch + 1), logs
+    return _Carry(state, stop, best_state, bad_epoch, carry.epoch + 1, reduced), logs
 
 
 def _member_epochs(
@@ -105,10 +162,11 @@ def _member_epochs(
     batch_size: int,
     shuffle: bool,
     stopping: _Stopping | None,
+    plateau: _Plateau | None,
 ) -> tuple[_Carry, dict[str, jax.Array]]:
-    """``epochs`` epochs of one member, with masked early stopping and, when
-    ``bad_epoch`` is carried, a stop at the first epoch whose loss or state is not
-    finite."""
+    """``epochs`` epochs of one member, with masked early stopping and
+    reduce-on-plateau and, when ``bad_epoch`` is carried, a stop at the first epoch
+    whose loss or state is not finite."""
     p = trainer.programs
 
     def one_epoch(carry: _Carry, _: None) -> tuple[_Carry, dict[str, jax.Array]]:
@@ -117,7 +175,7 @@ def _member_epochs(
         if val is not None:
             val_sums = p.evaluate_sums(new_state.params, new_state.model_state, val, batch_size)
             logs.update({f"val_{k}": v for k, v in finish(val_sums).items()})
-        return _epoch_end(carry, new_state, logs, stopping)
+        return _epoch_end(carry, new_state, logs, stopping, plateau)
 
     return jax.lax.scan(one_epoch, carry, None, length=epochs)
 
@@ -127,19 +185,28 @@ def _run(
     carry: _Carry,
     data: Data,
     val: Data | None,
+    weighting: tuple[jax.Array, jax.Array] | None = None,
     *,
     epochs: int,
     batch_size: int,
     shuffle: bool,
     stopping: _Stopping | None,
+    plateau: _Plateau | None = None,
     member_data: bool,
     strategy: str,
     chunk_size: int | None,
     n: int,
 ) -> tuple[_Carry, dict[str, jax.Array]]:
+    """Every member's epochs. ``weighting`` is ``None`` or ``(tables, labels)``:
+    ``(members, classes)`` class weights (traced) and each training example's class,
+    ``(examples,)`` or, with ``member_data``, ``(members, examples)``."""
+
     def member(args: tuple) -> tuple:
-        member_carry, own = args
+        member_carry, own, table, own_labels = args
         d, v = own if member_data else (data, val)
+        if table is not None:  # Keras's class_weight: the training data only
+            labels = own_labels if member_data else weighting[1]
+            d = d._replace(weight=d.weight * table[labels])
         return _member_epochs(
             trainer,
             member_carry,
@@ -149,26 +216,59 @@ def _run(
             batch_size=batch_size,
             shuffle=shuffle,
             stopping=stopping,
+            plateau=plateau,
         )
 
-    per_member = (carry, (data, val) if member_data else None)
+    tables, labels = (None, None) if weighting is None else weighting
+    per_member = (
+        carry,
+        (data, val) if member_data else None,
+        tables,
+        labels if member_data else None,
+    )
     return over_members(member, strategy, chunk_size, n)(per_member)
 
 
-_run_jit = jax.jit(
-    _run,
-    static_argnames=(
-        "trainer",
-        "epochs",
-        "batch_size",
-        "shuffle",
-        "stopping",
-        "member_data",
-        "strategy",
-        "chunk_size",
-        "n",
-    ),
+_RUN_STATICS = (
+    "trainer",
+    "epochs",
+    "batch_size",
+    "shuffle",
+    "stopping",
+    "plateau",
+    "member_data",
+    "strategy",
+    "chunk_size",
+    "n",
 )
+
+
+class _Jitted:
+    """A population program jitted twice, with XLA's default options and with
+    ``QUICK_OPTIONS``; a call picks as ``Trainer`` does for one member's network
+    (``compiles_quickly`` of the stacked params over ``n`` members)."""
+
+    def __init__(self, fn: Any, static_argnames: tuple[str, ...]):
+        self.full = jax.jit(fn, static_argnames=static_argnames)
+        self.quick = jax.jit(fn, static_argnames=static_argnames, compiler_options=QUICK_OPTIONS)
+
+    def pick(self, first: Any, n: int) -> Any:
+        """The jitted function for a call whose second argument is ``first``."""
+        state = first.state if isinstance(first, _Carry) else first
+        return self.quick if compiles_quickly(state.params, n) else self.full
+
+    def __call__(self, trainer: Trainer, first: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.pick(first, kwargs["n"])(trainer, first, *args, **kwargs)
+
+    def lower(self, trainer: Trainer, first: Any, *args: Any, **kwargs: Any) -> Any:
+        """As ``jax.jit(...).lower``, with the options a call would use."""
+        return self.pick(first, kwargs["n"]).lower(trainer, first, *args, **kwargs)
+
+    def _cache_size(self) -> int:
+        return self.full._cache_size() + self.quick._cache_size()
+
+
+_run_jit = _Jitted(_run, _RUN_STATICS)
 
 
 def _stream_chunk(
@@ -202,11 +302,13 @@ def _stream_epoch_end(
     *,
     batch_size: int,
     stopping: _Stopping | None,
+    plateau: _Plateau | None,
     strategy: str,
     chunk_size: int | None,
     n: int,
 ) -> tuple[_Carry, dict[str, jax.Array]]:
-    """A streamed epoch's end for every member: logs, validation, the masks."""
+    """A streamed epoch's end for every member: logs, validation, the masks, the
+    learning rates."""
 
     def member(args: tuple) -> tuple:
         member_carry, state, member_sums = args
@@ -215,16 +317,14 @@ def _stream_epoch_end(
             p = trainer.programs
             val_sums = p.evaluate_sums(state.params, state.model_state, val, batch_size)
             logs.update({f"val_{k}": v for k, v in finish(val_sums).items()})
-        return _epoch_end(member_carry, state, logs, stopping)
+        return _epoch_end(member_carry, state, logs, stopping, plateau)
 
     return over_members(member, strategy, chunk_size, n)((carry, states, sums))
 
 
 _STATIC = ("trainer", "strategy", "chunk_size", "n")
-_stream_chunk_jit = jax.jit(_stream_chunk, static_argnames=_STATIC)
-_stream_epoch_end_jit = jax.jit(
-    _stream_epoch_end, static_argnames=(*_STATIC, "batch_size", "stopping")
-)
+_stream_chunk_jit = _Jitted(_stream_chunk, _STATIC)
+_stream_epoch_end_jit = _Jitted(_stream_epoch_end, (*_STATIC, "batch_size", "stopping", "plateau"))
 
 
 def _stream_runner(
@@ -232,22 +332,26 @@ def _stream_runner(
     trainer: Trainer,
     states: TrainState,
     source: Any,
+    head: tuple[tuple, Any],
     val: Data | None,
     *,
     steps: int | None,
     given_k: int | None,
     stopping: _Stopping | None,
+    plateau: _Plateau | None,
     strategy: str,
     chunk_size: int | None,
 ) -> Any:
-    """``run(carry, 1)`` for :func:`_fit_per_epoch`: one epoch of a shared stream."""
+    """``run(carry, 1)`` for :func:`_fit_per_epoch`: one epoch of a shared stream,
+    whose first epoch starts with ``head``, ``stream.first_batch(where, source)``."""
     n = num_members(states)
-    batch, first = stream_lib.first_batch(where, source)
+    batch, first = head
     batch_size = int(batch[2].shape[0])
     k = stream_lib.steps_per_chunk(sum(a.nbytes for a in jax.tree.leaves(batch)), given_k)
     unread = [first]
     epochs = itertools.count()
     settings = dict(strategy=strategy, chunk_size=chunk_size, n=n)
+    buffers = stream_lib.ChunkBuffers()  # the chunks' host arrays, kept across epochs
 
     def run(carry: _Carry, count: int) -> tuple[_Carry, dict[str, jax.Array]]:
         del count  # always one epoch
@@ -255,7 +359,7 @@ def _stream_runner(
         batches = unread.pop() if unread else stream_lib.epoch_batches(where, source, epoch)
         keys = jax.vmap(lambda key: jax.random.split(key, 3))(carry.state.key)
         states, total, start = carry.state, None, 0
-        chunks = stream_lib.chunks(where, batches, k, steps=steps)
+        chunks = stream_lib.chunks(where, batches, k, steps=steps, buffers=buffers)
         in_flight = stream_lib.InFlight()
         for arrays in stream_lib.prefetch(chunks, lambda c: jax.device_put(c[:4])):
             states, sums = _stream_chunk_jit(
@@ -266,11 +370,71 @@ def _stream_runner(
             start += k
         states = states._replace(key=keys[:, 0])
         carry, logs = _stream_epoch_end_jit(
-            trainer, carry, states, total, val, batch_size=batch_size, stopping=stopping, **settings
+            trainer,
+            carry,
+            states,
+            total,
+            val,
+            batch_size=batch_size,
+            stopping=stopping,
+            plateau=plateau,
+            **settings,
         )
         return carry, {name: v[:, None] for name, v in logs.items()}
 
     return run
+
+
+def _member_spec(tree: Any) -> Any:
+    """The spec of one member's slice of a stacked pytree."""
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), tree)
+
+
+def _class_weighting(
+    where: str,
+    class_weight: Any,
+    trainer: Trainer,
+    states: TrainState,
+    data: Data,
+    member_data: bool,
+    n: int,
+) -> tuple[jax.Array, jax.Array]:
+    """Keras's ``class_weight`` for every member: ``(tables, labels)``, the
+    ``(members, classes)`` float32 weights and each training example's class,
+    ``(examples,)`` or with ``member_data`` ``(members, examples)`` int32."""
+    x = _member_spec(data.x) if member_data else spec_of(data.x)
+    params, model_state = _member_spec((states.params, states.model_state))
+    out = jax.eval_shape(trainer.model.apply, params, model_state, x)[0]
+    if member_data and isinstance(data.y, (jax.Array, np.ndarray)):
+        rows = [data_lib.class_labels(where, y, out) for y in np.asarray(data.y)]
+        labels, classes = np.stack([row[0] for row in rows]), rows[0][1]
+    else:
+        labels, classes = data_lib.class_labels(where, data.y, out)
+    if isinstance(class_weight, dict):
+        table = np.broadcast_to(data_lib.class_table(where, class_weight, classes), (n, classes))
+        return jnp.asarray(table, jnp.float32), jnp.asarray(labels, jnp.int32)
+    try:
+        table = np.asarray(class_weight, np.float32)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{where}: class_weight must be a dict from class index to weight, shared by "
+            f"every member ({{0: 1.0, 1: 5.0}}), or an array of per-member weights of shape "
+            f"(members, classes) = ({n}, {classes}); got {type(class_weight).__name__}."
+        ) from None
+    if table.shape != (n, classes):
+        raise ValueError(
+            f"{where}: class_weight has shape {table.shape}, but per-member class weights "
+            f"are (members, classes) = ({n}, {classes}) for this population and model. "
+            "Pass one row per member, or a dict shared by every member."
+        )
+    bad = ~(np.isfinite(table) & (table >= 0))
+    if bad.any():
+        i, c = (int(k) for k in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{where}: class_weight[{i}, {c}] (member {i}, class {c}) is {float(table[i, c])}; a "
+            "weight must be a finite number >= 0."
+        )
+    return jnp.asarray(table), jnp.asarray(labels, jnp.int32)
 
 
 def _data(
@@ -279,6 +443,62 @@ def _data(
     if member_data:
         return data_lib.prepare_members(where, x, y, sample_weight, n)
     return data_lib.prepare(where, x, y, sample_weight, need_y=True)
+
+
+def prepare_data(
+    where: str,
+    trainer: Trainer,
+    states: TrainState,
+    train: tuple | None,
+    validation_data: tuple | None,
+    validation_split: float,
+    member_data: bool,
+) -> tuple[Data | None, Data | None, int]:
+    """A population's training and validation data, checked and converted.
+
+    Args:
+        where: the caller, for messages.
+        trainer: the members' trainer (its loss checks the targets' domain).
+        states: the stacked states (for the targets' check).
+        train: ``(x, y, sample_weight)`` arrays, or ``None`` for a stream (then only
+            ``validation_data`` is prepared).
+        validation_data: ``(x, y)`` or ``(x, y, weights)``, or ``None``.
+        validation_split: the fraction held out from the end of the training data.
+        member_data: whether the data has a leading member axis.
+
+    Returns:
+        ``(data, val, examples)``: ``data`` is ``None`` for a stream, ``val`` without
+        validation, and ``examples`` (per member) is 0 for a stream.
+
+    Raises:
+        ValueError: for bad data, as ``fit`` documents.
+    """
+    n = num_members(states)
+    data, examples = None, 0
+    if train is not None:
+        data, examples = _data(where, *train, member_data, n)
+    val = None
+    if validation_data is not None:
+        data_lib.check_validation_data(where, validation_data)
+        xv, yv, *wv = validation_data
+        val, _ = _data(where, xv, yv, wv[0] if wv else None, member_data, n)
+    elif validation_split and data is not None:
+        axis = 1 if member_data else 0
+        data, val, examples = data_lib.split_validation(
+            where, data, examples, validation_split, axis=axis
+        )
+    for checked in (data, val):
+        data_lib.check_target_values(
+            where,
+            trainer.loss,
+            trainer.model,
+            states.params,
+            states.model_state,
+            checked,
+            stacked=True,
+            member_data=member_data,
+        )
+    return data, val, examples
 
 
 def fit(
@@ -293,8 +513,10 @@ def fit(
     validation_split: float = 0.0,
     validation_data: tuple | None = None,
     sample_weight: Any = None,
+    class_weight: Any = None,
     member_data: bool = False,
     early_stopping: EarlyStopping | None = None,
+    reduce_lr: ReduceLROnPlateau | None = None,
     strategy: str = "vmap",
     chunk_size: int | None = None,
     verbose: int = 0,
@@ -324,11 +546,23 @@ def fit(
         validation_data: ``(x_val, y_val)`` or ``(x_val, y_val, weights)``, laid out
             as ``x`` (per member with ``member_data=True``).
         sample_weight: weights, ``(examples,)`` or ``(members, examples)``.
+        class_weight: Keras's ``class_weight``, multiplied into the training
+            data's weights (not validation's) as :meth:`Trainer.fit
+            <jaxnn.Trainer.fit>` does: a dict from class index to weight shared by
+            every member, or an array ``(members, classes)`` of each member's
+            weights, traced (new values do not compile again). Not with a stream.
         member_data: whether the data has a leading member axis (bagging, k-fold).
         early_stopping: an :class:`~jaxnn.EarlyStopping` applied to every member
             inside the program: a stopped member's updates are masked out (its
             parameters freeze, or return to its best with ``restore_best_weights``)
             while the others go on. Its logs read NaN after it stopped.
+        reduce_lr: a :class:`~jaxnn.ReduceLROnPlateau` applied to every member inside
+            the program, with its rule and arguments: a member's traced
+            ``learning_rate`` is reduced when its own ``monitor`` plateaus, as
+            ``Trainer.fit(..., callbacks=[reduce_lr])`` reduces one network's (with
+            ``early_stopping`` too, as ``callbacks=[reduce_lr, early_stopping]``).
+            ``history["learning_rate"]`` gives the rate each member trained each
+            epoch with.
         strategy: ``"vmap"``, ``"map"`` or ``"chunked"`` (see
             :mod:`jaxnn.population.strategy`).
         chunk_size: members per chunk, with ``strategy="chunked"``.
@@ -354,8 +588,13 @@ def fit(
         non-finite (-1 if it never did).
 
     Raises:
-        ValueError: for bad data or settings, as :meth:`Trainer.fit`.
-        TypeError: for an ``early_stopping`` that is not an ``EarlyStopping``.
+        ValueError: for bad data or settings, as :meth:`Trainer.fit`; a monitor
+            that is not a log (the message lists the logs); a ``reduce_lr`` whose
+            optimizer traces no constant ``learning_rate``; a ``class_weight`` of
+            the wrong shape or with a negative or non-finite weight.
+        TypeError: for an ``early_stopping`` that is not an ``EarlyStopping``, a
+            ``reduce_lr`` that is not a ``ReduceLROnPlateau``, or a
+            ``class_weight`` that is neither a dict nor an array.
 
     Example:
         >>> import jax, jax.numpy as jnp, numpy as np, jaxnn as nn
@@ -379,6 +618,9 @@ def fit(
         )
     check_choice(where, "on_nonfinite", on_nonfinite, ("stop", "ignore"))
     stopping = _stopping(early_stopping)
+    plateau = _plateau(reduce_lr)
+    if plateau is not None:
+        traced_learning_rate(f"{where}: reduce_lr", states.opt_state)
     verbose = check_verbose(where, verbose)
     batch_size = data_lib.check_batch_size(where, batch_size)
     # The epoch counter inside the program is an int32.
@@ -389,6 +631,11 @@ def fit(
 
     streamed = stream_lib.is_stream(x)
     if streamed:
+        if class_weight is not None:
+            raise ValueError(
+                f"{where}: class_weight needs the whole targets, but x is a stream. Put "
+                "per-example weights in each batch, (x, y, sample_weight), instead."
+            )
         if y is not None or sample_weight is not None or member_data or validation_split:
             raise ValueError(
                 f"{where}: x is a stream of batches shared by every member, so targets "
@@ -400,45 +647,47 @@ def fit(
             check_positive_int(where, "steps_per_epoch", steps_per_epoch)
         if steps_per_execution is not None:
             check_positive_int(where, "steps_per_execution", steps_per_execution)
+        head = stream_lib.first_batch(where, x)  # read once: a generator runs one pass
     elif steps_per_epoch is not None or steps_per_execution is not None:
         raise ValueError(
             f"{where}: steps_per_epoch and steps_per_execution are for streamed data (an "
             "iterator, generator or function of batches); arrays run each epoch as one "
             "program. Drop them, or pass a stream."
         )
-    else:
-        data, examples = _data(where, x, y, sample_weight, member_data, n)
-    val = None
-    if validation_data is not None:
-        data_lib.check_validation_data(where, validation_data)
-        xv, yv, *wv = validation_data
-        val, _ = _data(where, xv, yv, wv[0] if wv else None, member_data, n)
-    elif validation_split and not streamed:
-        axis = 1 if member_data else 0
-        data, val, examples = data_lib.split_validation(
-            where, data, examples, validation_split, axis=axis
-        )
-    for checked in (None if streamed else data, val):
-        data_lib.check_target_values(
-            where,
-            trainer.loss,
-            trainer.model,
-            states.params,
-            states.model_state,
-            checked,
-            stacked=True,
-            member_data=member_data,
-        )
+    data, val, examples = prepare_data(
+        where,
+        trainer,
+        states,
+        None if streamed else (x, y, sample_weight),
+        validation_data,
+        validation_split,
+        member_data,
+    )
     if not streamed:
         # A batch never outgrows the data: a padded batch of 2**40 rows is no help.
         batch_size = min(batch_size, examples)
-    if stopping is not None and stopping.monitor.startswith("val_") and val is None:
-        raise ValueError(
-            f"{where}: early_stopping monitors {stopping.monitor!r} but there is no validation "
-            "data; pass validation_data or validation_split, or monitor 'loss'."
-        )
-    if stopping is not None:
-        check_monitors(where, [early_stopping], trainer.log_names(validation=val is not None))
+    weighting = None
+    if class_weight is not None:  # Keras's: the training data only, after the split
+        weighting = _class_weighting(where, class_weight, trainer, states, data, member_data, n)
+    watchers = [("early_stopping", early_stopping), ("reduce_lr", reduce_lr)]
+    watchers = [(name, cb) for name, cb in watchers if cb is not None]
+    for name, cb in watchers:
+        if cb.monitor.startswith("val_") and val is None:
+            raise ValueError(
+                f"{where}: {name} monitors {cb.monitor!r} but there is no validation "
+                "data; pass validation_data or validation_split, or monitor 'loss'."
+            )
+    if watchers:
+        # One member's training data: it tells how many logs a metric of several
+        # values (F1Score(average=None)) writes.
+        if streamed:
+            one = head[0][:2]
+        else:
+            one = (data.x, data.y)
+            one = _member_spec(one) if member_data else one
+        state = _member_spec(states)
+        names = trainer.log_names(validation=val is not None, state=state, x=one[0], y=one[1])
+        check_monitors(where, [cb for _, cb in watchers], names)
 
     rule = None if stopping is None else stopping_rule(*stopping[1:4])
     carry = _Carry(
@@ -447,16 +696,19 @@ def fit(
         best_state=states if stopping is not None and stopping.restore else None,
         bad_epoch=None if on_nonfinite == "ignore" else jnp.full((n,), -1, jnp.int32),
         epoch=jnp.zeros((n,), jnp.int32),
+        plateau=None if plateau is None else plateau.rule().init((n,), jnp),
     )
     run = lambda c, k: _run_jit(
         trainer,
         c,
         data,
         val,
+        weighting,
         epochs=k,
         batch_size=batch_size,
         shuffle=shuffle,
         stopping=stopping,
+        plateau=plateau,
         member_data=member_data,
         strategy=strategy,
         chunk_size=chunk_size,
@@ -468,10 +720,12 @@ def fit(
             trainer,
             states,
             x,
+            head,
             val,
             steps=steps_per_epoch,
             given_k=steps_per_execution,
             stopping=stopping,
+            plateau=plateau,
             strategy=strategy,
             chunk_size=chunk_size,
         )
@@ -514,3 +768,9 @@ def _fit_per_epoch(
                 v.extend([np.full_like(v[0], np.nan)] * (epochs - epoch - 1))
             break
     return carry, {k: np.stack(v, axis=1) for k, v in collected.items()}
+
+
+# The seam population-based training (population/pbt.py) runs its rounds on: one
+# member's carry through the epochs, and every member's epochs as fit runs them.
+Carry = _Carry
+run_epochs = _run

@@ -9,8 +9,8 @@ One concept per module:
 * :mod:`~jaxnn.train.callbacks`: ``History``, ``FitResult``, ``Callback`` (and ``Steer``,
   how a callback changes the state), ``EarlyStopping`` and the pure stopping rule it
   shares with populations;
-* :mod:`~jaxnn.train.steering`: ``ReduceLROnPlateau``, ``LearningRateScheduler``,
-  ``CSVLogger`` and ``TensorBoard``;
+* :mod:`~jaxnn.train.steering`: ``ReduceLROnPlateau`` (and the pure plateau rule it
+  shares with populations), ``LearningRateScheduler``, ``CSVLogger`` and ``TensorBoard``;
 * :mod:`~jaxnn.train.guard`: the non-finite guard and ``NonFiniteError``;
 * :mod:`~jaxnn.train.checkpointing`: the ``Checkpointing`` settings and directory;
 * :mod:`~jaxnn.train.progress`: the per-epoch progress output.
@@ -31,7 +31,15 @@ from jaxnn.train.callbacks import (
 from jaxnn.train.checkpointing import Checkpointing
 from jaxnn.train.guard import NonFiniteError
 from jaxnn.train.programs import Programs, TrainState, finish, programs
-from jaxnn.train.steering import CSVLogger, LearningRateScheduler, ReduceLROnPlateau, TensorBoard
+from jaxnn.train.steering import (
+    CSVLogger,
+    LearningRateScheduler,
+    PlateauRule,
+    PlateauState,
+    ReduceLROnPlateau,
+    TensorBoard,
+    plateau_rule,
+)
 from jaxnn.train.trainer import Trainer
 
 __all__ = [
@@ -45,6 +53,8 @@ __all__ = [
     "LearningRateScheduler",
     "MonitorCallback",
     "NonFiniteError",
+    "PlateauRule",
+    "PlateauState",
     "Programs",
     "ReduceLROnPlateau",
     "Steer",
@@ -54,6 +64,7 @@ __all__ = [
     "TrainState",
     "Trainer",
     "finish",
+    "plateau_rule",
     "programs",
     "stopping_rule",
 ]

@@ -286,9 +286,12 @@ class CheckpointDirectory:
     ) -> None:
         """Saves the best (if improved) and the periodic checkpoint; prunes old ones.
 
-        ``data_state`` is the stream's position (JSON-safe), restored on resume."""
+        ``data_state`` is the stream's position (JSON-safe), restored on resume.
+        With several processes every process calls it, and when it returns what it
+        wrote is on disk for all of them."""
         self.data_state = data_state
         monitor, mode = self.settings.monitor, self.settings.mode
+        saved = False  # the same on every process: the logs are global values
         if monitor is not None:
             value = logs[monitor]
             better = math.isfinite(value) and (
@@ -297,11 +300,21 @@ class CheckpointDirectory:
             if better:
                 self.best, self.best_epoch = value, epoch
                 self._save(_BEST_FILE, state, epoch, history, settings)
+                saved = True
         if epoch % self.settings.every == 0 or last:
             self._save(f"epoch_{epoch:06d}", state, epoch, history, settings)
+            saved = True
             if jax.process_index() == 0:
                 for _, path in self.on_disk()[: -self.settings.keep]:
                     _remove(path)
+        if saved and jax.process_count() > 1:
+            # Process 0 alone writes a safetensors file and prunes: the others wait for
+            # it, or one that goes on to resume could list the directory before the
+            # file is there and resume from an older epoch than process 0 (a wrong
+            # stream position, then mismatched collectives).
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"jaxnn checkpoint after epoch {epoch}")
 
     def _save(
         self,

@@ -16,6 +16,7 @@ so weights scale the size of the updates as they do in Keras.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -27,17 +28,86 @@ from jaxnn import data as data_lib
 from jaxnn import precision as precision_lib
 from jaxnn._types import Params, PRNGKey, State
 from jaxnn.confusion_metrics import MetricState, StatefulMetric, finish_state, sum_batches
-from jaxnn.core import Layer
+from jaxnn.core import Layer, LayerError
 from jaxnn.data import Data
-from jaxnn.losses import Loss
+from jaxnn.losses import LOSS_WEIGHTS, Loss
 from jaxnn.metrics import Metric
 from jaxnn.parallel import DataParallel
 from jaxnn.summary import count_params
 from jaxnn.train.guard import Guard, finite_leaves
 
-__all__ = ["Programs", "TrainState", "finish", "init_optimizer", "programs"]
+__all__ = [
+    "Programs",
+    "TrainState",
+    "QUICK_OPTIONS",
+    "compile_once",
+    "compiles_quickly",
+    "finish",
+    "init_optimizer",
+    "programs",
+    "with_loss_weights",
+]
 
 Sums = dict[str, jax.Array]
+
+
+QUICK_OPTIONS = {"xla_backend_optimization_level": 1}
+"""The compile options of a small network's programs on the CPU (see
+:data:`SMALL_NETWORK` and :func:`compiles_quickly`)."""
+
+
+def compiles_quickly(params: Params, members: int = 1) -> bool:
+    """Whether programs over ``params`` compile with :data:`QUICK_OPTIONS`: on the
+    CPU, for a network of at most :data:`SMALL_NETWORK` params (per member, for a
+    stacked population of ``members``), unless the tests' fast-compiling settings
+    (``jax_disable_most_optimizations``) are on.
+
+    Every program of one network should choose alike (by its params), which keeps
+    their arithmetic identical.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> compiles_quickly({"kernel": jnp.zeros((4, 32))}) == (jax.default_backend() == "cpu"
+        ...     and not jax.config.read("jax_disable_most_optimizations"))
+        True
+    """
+    if jax.default_backend() != "cpu" or jax.config.read("jax_disable_most_optimizations"):
+        return False
+    return count_params(params) <= SMALL_NETWORK * members
+
+
+QUICK_ONCE_ELEMENTS = 1 << 22
+"""Up to this many output elements, :func:`compile_once` compiles without XLA's
+backend optimisations: a program that runs once (an ``init``) costs mostly its
+compilation when small (the tutorial network's init: 0.99 s fully optimised against
+0.52 s), and its values are the same. A larger output compiles fully optimised, since
+generating its random values then takes longer than compiling."""
+
+
+def compile_once(fn: Callable, *args: Any) -> Callable:
+    """``fn`` compiled for ``args``' shapes, as a program that runs once.
+
+    Args:
+        fn: a pure function of arrays (jittable).
+        *args: example arguments (their shapes and dtypes are compiled for).
+
+    Returns:
+        A callable taking arguments of the same shapes and dtypes.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> twice = compile_once(lambda a: 2 * a, jnp.ones(3))
+        >>> twice(jnp.arange(3.0)).tolist()
+        [0.0, 2.0, 4.0]
+    """
+    jitted = jax.jit(fn)
+    if count_params(jax.eval_shape(fn, *args)) > QUICK_ONCE_ELEMENTS:
+        return jitted
+    lowered = jitted.lower(*args)
+    try:
+        return lowered.compile({"xla_backend_optimization_level": 0})
+    except (RuntimeError, ValueError):  # a backend without the option: compile as usual
+        return lowered.compile()
 
 
 SMALL_NETWORK = 1 << 16
@@ -183,6 +253,7 @@ def programs(
     # and inside a streamed chunk (batches sliced from a stack): the two then give
     # bit-identical params for the same batches.
     isolate = jax.lax.optimization_barrier
+    model = with_loss_weights(model, loss)  # traced loss weights live in the model state
     constrain = (lambda tree: tree) if parallel is None else parallel.constrain_batch
 
     def init(key: PRNGKey, spec: Any) -> TrainState:
@@ -210,7 +281,8 @@ def programs(
     ) -> tuple[jax.Array, tuple[State, Sums]]:
         """The mean loss over the batch, the new model state and the batch's log sums."""
         predictions, new_state = run_model(params, model_state, x, key, training)
-        per_example = loss.per_example(predictions, y).astype(jnp.float32)
+        traced = () if loss.weights is None else (model_state[LOSS_WEIGHTS],)
+        per_example = loss.per_example(predictions, y, *traced).astype(jnp.float32)
         weight = weight.astype(jnp.float32) * mask.astype(jnp.float32)
         total_weight = jnp.sum(weight)
         loss_sum = jnp.sum(per_example * weight)
@@ -456,3 +528,83 @@ def programs(
         return ys if parallel is None else parallel.constrain_whole(ys)
 
     return Programs(init, step, guarded_step, epoch, chunk, evaluate_sums, predict_batches)
+
+
+def with_loss_weights(model: Layer, loss: Loss) -> Layer:
+    """``model``, holding the traced weights of ``loss`` in its state.
+
+    For a loss from :func:`jaxnn.losses.weighted` with ``traced=True``, the layer returned has
+    the same params and names as ``model`` and its state has one more entry,
+    ``"loss_weights"``: term name to a float32 scalar, starting at the loss's
+    weights. ``apply`` hands the rest of the state to ``model`` and returns the
+    entry unchanged, so the weights travel with the state (one per member in a
+    population, in checkpoints) and training and evaluation read them there.
+    :class:`~jaxnn.Trainer` does this itself (``trainer.model``); for any other
+    loss, ``model`` is returned as it is.
+
+    Args:
+        model: a :class:`~jaxnn.Layer`.
+        loss: a :class:`~jaxnn.losses.Loss`.
+
+    Returns:
+        The layer (``model`` itself when ``loss.weights`` is ``None`` or ``model``
+        already holds them).
+
+    Raises:
+        jaxnn.core.LayerError: at ``init``, when the model's state already has an
+            entry ``"loss_weights"`` (a layer of that name: rename it); at
+            ``apply``, for a state without the entry.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxnn as nn
+        >>> loss = nn.losses.weighted({"mse": "mse", "mae": "mae"}, {"mae": 0.5}, traced=True)
+        >>> model = with_loss_weights(nn.Dense(1), loss)
+        >>> params, state = model.init(jax.random.key(0), jnp.ones((2, 3)))
+        >>> state
+        {'loss_weights': {'mse': Array(1., dtype=float32), 'mae': Array(0.5, dtype=float32)}}
+    """
+    config = getattr(model, "config", None)
+    if loss.weights is None or (isinstance(config, tuple) and config[:1] == (LOSS_WEIGHTS,)):
+        return model
+    start = dict(loss.weights)
+
+    def split(state: dict) -> tuple[dict, Any]:
+        if not isinstance(state, dict) or LOSS_WEIGHTS not in state:
+            raise LayerError(
+                model.kind,
+                f"the state has no {LOSS_WEIGHTS!r} entry, which holds the traced loss "
+                "weights. Pass the model state that trainer.init made (state.model_state), "
+                "and apply it with trainer.model.",
+            )
+        return {k: v for k, v in state.items() if k != LOSS_WEIGHTS}, state[LOSS_WEIGHTS]
+
+    def init(key: Any, x: Any) -> tuple[Any, Any]:
+        params, state = model.init(key, x)
+        if LOSS_WEIGHTS in state:
+            raise LayerError(
+                model.kind,
+                f"its state already has an entry {LOSS_WEIGHTS!r}, where a weighted loss "
+                f"keeps its traced weights. Rename that layer (.named('...')).",
+            )
+        return params, {
+            **state,
+            LOSS_WEIGHTS: {k: jnp.asarray(v, jnp.float32) for k, v in start.items()},
+        }
+
+    def apply(params: Any, state: Any, x: Any, *, key: Any = None, training: bool = False) -> Any:
+        inner, held = split(state)
+        y, inner = model.apply(params, inner, x, key=key, training=training)
+        return y, {**inner, LOSS_WEIGHTS: held}
+
+    child_inputs = None
+    if model.child_inputs is not None:
+
+        def child_inputs(params: Any, state: Any, x: Any) -> Any:
+            return model.child_inputs(params, split(state)[0], x)
+
+    # The config marks the layer as holding the weights, and makes it equal to another
+    # such layer exactly when the two models are equal and so are the weights.
+    marker = (LOSS_WEIGHTS, model, tuple(start.items()))
+    return dataclasses.replace(
+        model, init=init, apply=apply, child_inputs=child_inputs, config=marker
+    )

@@ -8,6 +8,11 @@ compiled epoch runs on unchanged, with no recompilation. Both add the rate each 
 trained with to its logs, as ``learning_rate``. The last two write each epoch's logs
 to a CSV file or as TensorBoard scalars (through ``tensorboardX``, the
 ``[tensorboard]`` extra).
+
+Reduce-on-plateau is written once, as a pure rule over arrays (:func:`plateau_rule`),
+as early stopping is: :class:`ReduceLROnPlateau` runs it on NumPy scalars after each
+epoch, and ``population.fit(..., reduce_lr=...)`` runs it inside its compiled
+program, one entry per member.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import inspect
 import math
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -26,7 +31,16 @@ from jaxnn.optimizers import hyperparams, replace_hyperparams
 from jaxnn.train.callbacks import Callback, MonitorCallback
 from jaxnn.train.programs import TrainState
 
-__all__ = ["CSVLogger", "LearningRateScheduler", "ReduceLROnPlateau", "TensorBoard"]
+__all__ = [
+    "CSVLogger",
+    "LearningRateScheduler",
+    "PlateauRule",
+    "PlateauState",
+    "ReduceLROnPlateau",
+    "TensorBoard",
+    "plateau_rule",
+    "traced_learning_rate",
+]
 
 
 def _scheduled(node: Any, name: str) -> bool:
@@ -41,14 +55,35 @@ def _scheduled(node: Any, name: str) -> bool:
     return False
 
 
-def _learning_rate(where: str, state: Any) -> float:
-    """The traced learning rate of a single network's state, or an error that says
-    how to trace one."""
-    if not isinstance(state, TrainState):
-        raise TypeError(
-            f"{where}: needs the TrainState that Trainer.fit passes, got {type(state).__name__}."
-        )
-    found = hyperparams(state.opt_state)
+def traced_learning_rate(where: str, opt_state: Any) -> Any:
+    """The traced ``learning_rate`` of an optimizer state, or an error that says how
+    to trace one.
+
+    A callback (or a population's in-program rule) can change the rate only when it
+    is a traced hyperparameter (:func:`jaxnn.optimizers.hyperparams`) that no optax
+    schedule sets again at every step.
+
+    Args:
+        where: who asks, for the message (``"ReduceLROnPlateau"``).
+        opt_state: the optimizer state (``TrainState.opt_state``; a population's
+            stacked one gives a ``(members,)`` rate).
+
+    Returns:
+        The learning rate array: ``()`` for one network, ``(members,)`` for a
+        population.
+
+    Raises:
+        ValueError: for an optimizer that traces no ``learning_rate``, or takes it
+            from a schedule.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxnn as nn
+        >>> opt_state = nn.optimizers.get("sgd", learning_rate=0.1).init({"w": jnp.zeros(2)})
+        >>> float(traced_learning_rate("example", opt_state))
+        0.10000000149011612
+    """
+    found = hyperparams(opt_state)
     if "learning_rate" not in found:
         raise ValueError(
             f"{where}: the optimizer traces no learning_rate (its traced hyperparameters: "
@@ -57,17 +92,28 @@ def _learning_rate(where: str, state: Any) -> float:
             "wrap an optax one in optax.inject_hyperparams: "
             "optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)."
         )
-    if _scheduled(state.opt_state, "learning_rate"):
+    if _scheduled(opt_state, "learning_rate"):
         raise ValueError(
             f"{where}: the learning_rate is an optax schedule, which sets it again at every "
             "step, so a callback cannot change it. Pass a constant learning_rate, or put "
             "the change into the schedule."
         )
-    lr = found["learning_rate"]
+    return found["learning_rate"]
+
+
+def _learning_rate(where: str, state: Any) -> float:
+    """The traced learning rate of a single network's state, or an error that says
+    how to trace one."""
+    if not isinstance(state, TrainState):
+        raise TypeError(
+            f"{where}: needs the TrainState that Trainer.fit passes, got {type(state).__name__}."
+        )
+    lr = traced_learning_rate(where, state.opt_state)
     if np.ndim(lr) != 0:
         raise ValueError(
             f"{where}: the learning_rate has shape {np.shape(lr)}, not (): this callback "
-            "steers one network's Trainer.fit, not a population's members."
+            "steers one network's Trainer.fit, not a population's members. For those, pass "
+            "it to population.fit(..., reduce_lr=...), which runs it per member."
         )
     return float(lr)
 
@@ -90,6 +136,107 @@ def _check_number(where: str, what: str, value: Any, *, low: float, high: float 
     return float(value)
 
 
+class PlateauState(NamedTuple):
+    """Reduce-on-plateau's bookkeeping: arrays of one shape (``()``, or ``(members,)``).
+
+    Attributes:
+        best: the best monitored value so far (float32).
+        wait: epochs without improvement since the last improvement or reduction.
+        cooldown_counter: cooldown epochs left.
+    """
+
+    best: Any
+    wait: Any
+    cooldown_counter: Any
+
+
+class PlateauRule(NamedTuple):
+    """Reduce-on-plateau as two pure functions, in the manner of optax (and of
+    :class:`~jaxnn.train.StoppingRule`).
+
+    ``init(shape, xp) -> PlateauState``;
+    ``update(plateau, value, lr, active, xp) -> (plateau, new_lr)``. ``value`` is the
+    monitored log of the epoch just run and ``lr`` the rate it trained with (float32);
+    an entry whose ``active`` is False (a stopped or halted population member) keeps
+    its bookkeeping and its rate. ``xp`` is the array module: NumPy on the host,
+    ``jax.numpy`` inside a program.
+    """
+
+    init: Callable[..., PlateauState]
+    update: Callable[..., tuple[PlateauState, Any]]
+
+
+def plateau_rule(
+    factor: float, patience: int, min_delta: float, cooldown: int, min_lr: float, mode: str
+) -> PlateauRule:
+    """Keras's ``ReduceLROnPlateau`` rule as pure array code.
+
+    After ``patience`` epochs in a row that did not improve on the best by more than
+    ``min_delta``, the rate becomes ``max(lr * factor, min_lr)`` (when it is above
+    ``min_lr``); ``cooldown`` epochs then pass without counting. The arithmetic is
+    float32 on the host and in a program alike, so :class:`ReduceLROnPlateau` and
+    ``population.fit(..., reduce_lr=...)`` reduce to the same rates.
+
+    Args:
+        factor: the multiplier, in ``[0, 1)``.
+        patience: epochs without improvement before a reduction.
+        min_delta: the smallest change that counts as an improvement (``>= 0``).
+        cooldown: epochs after a reduction during which nothing is counted.
+        min_lr: the smallest learning rate.
+        mode: ``"min"`` or ``"max"``.
+
+    Returns:
+        A :class:`PlateauRule`.
+
+    Example:
+        >>> rule = plateau_rule(0.5, patience=1, min_delta=0.0, cooldown=0, min_lr=0.0,
+        ...                     mode="min")
+        >>> plateau, lr = rule.init((), np), np.float32(0.1)
+        >>> rates = []
+        >>> for value in [3.0, 2.0, 2.5, 2.4]:
+        ...     plateau, lr = rule.update(plateau, np.float32(value), lr, True, np)
+        ...     rates.append(float(lr))
+        >>> rates
+        [0.10000000149011612, 0.10000000149011612, 0.05000000074505806, 0.02500000037252903]
+    """
+    worst = math.inf if mode == "min" else -math.inf
+
+    def init(shape: tuple[int, ...], xp: Any) -> PlateauState:
+        return PlateauState(
+            best=xp.full(shape, worst, xp.float32),
+            wait=xp.zeros(shape, xp.int32),
+            cooldown_counter=xp.zeros(shape, xp.int32),
+        )
+
+    def update(
+        plateau: PlateauState, value: Any, lr: Any, active: Any, xp: Any
+    ) -> tuple[PlateauState, Any]:
+        value = xp.asarray(value, xp.float32)
+        lr = xp.asarray(lr, xp.float32)
+        # Keras's order: a cooldown epoch counts down first and clears the wait;
+        # then an improvement resets it, and outside cooldown an epoch that did not
+        # improve waits one more, reducing the rate once it has waited `patience`.
+        cooling = plateau.cooldown_counter > 0
+        counter = xp.where(cooling, plateau.cooldown_counter - 1, plateau.cooldown_counter)
+        wait = xp.where(cooling, 0, plateau.wait)
+        low = xp.float32(min_delta)
+        better = value < plateau.best - low if mode == "min" else value > plateau.best + low
+        counts = ~better & ~(counter > 0)
+        wait = xp.where(better, 0, xp.where(counts, wait + 1, wait))
+        reduce = counts & (wait >= patience) & (lr > xp.float32(min_lr))
+        reduced = xp.maximum(lr * xp.float32(factor), xp.float32(min_lr))
+        new = PlateauState(
+            best=xp.where(active & better, value, plateau.best).astype(xp.float32),
+            wait=xp.where(active, xp.where(reduce, 0, wait), plateau.wait).astype(xp.int32),
+            cooldown_counter=xp.where(
+                active, xp.where(reduce, cooldown, counter), plateau.cooldown_counter
+            ).astype(xp.int32),
+        )
+        return new, xp.where(active & reduce, reduced, lr).astype(xp.float32)
+
+    return PlateauRule(init, update)
+
+
 class ReduceLROnPlateau(MonitorCallback):
     """Multiplies the learning rate by ``factor`` when a log stops improving, as Keras.
 
@@ -102,6 +249,10 @@ class ReduceLROnPlateau(MonitorCallback):
     :func:`jaxnn.optimizers.replace_hyperparams`: nothing is compiled again. Each
     epoch's logs get ``learning_rate``, the rate that epoch trained with (as Keras);
     put a :class:`CSVLogger` or :class:`TensorBoard` after this callback to record it.
+    The rule is :func:`plateau_rule`, in float32; passed to
+    ``population.fit(..., reduce_lr=...)`` it steers each member's rate inside the
+    program. ``monitor`` may name each value of a metric of several values
+    (``"f1_score_1"`` for ``F1Score(average=None)``).
 
     Args:
         monitor: the log to watch, e.g. ``"val_loss"`` or ``"val_accuracy"``.
@@ -165,19 +316,30 @@ class ReduceLROnPlateau(MonitorCallback):
         self.min_delta = abs(_check_number(where, "min_delta", min_delta, low=-math.inf))
         self.cooldown = check_positive_int(where, "cooldown", cooldown, minimum=0)
         self.min_lr = _check_number(where, "min_lr", min_lr, low=0.0)
+        self.rule = plateau_rule(
+            self.factor, self.patience, self.min_delta, self.cooldown, self.min_lr, self.mode
+        )
         self.on_train_begin(None)
 
     def on_train_begin(self, state: Any) -> None:
         if state is not None:
             _learning_rate("ReduceLROnPlateau", state)  # fail before the first epoch
-        self.best = math.inf if self.mode == "min" else -math.inf
-        self.wait = 0
-        self.cooldown_counter = 0
+        self.plateau = self.rule.init((), np)
 
-    def _improved(self, value: float) -> bool:
-        if self.mode == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
+    @property
+    def best(self) -> float:
+        """The best monitored value so far."""
+        return float(self.plateau.best)
+
+    @property
+    def wait(self) -> int:
+        """Epochs without improvement since the last improvement or reduction."""
+        return int(self.plateau.wait)
+
+    @property
+    def cooldown_counter(self) -> int:
+        """Cooldown epochs left."""
+        return int(self.plateau.cooldown_counter)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float], state: Any) -> Any:
         where = "ReduceLROnPlateau"
@@ -188,22 +350,14 @@ class ReduceLROnPlateau(MonitorCallback):
                 f"{where}: monitor {self.monitor!r} is not in the logs; they have "
                 f"{sorted(logs)}. Monitor one of those (val_* needs validation data)."
             )
-        value = float(logs[self.monitor])
-        if self.cooldown_counter > 0:
-            self.cooldown_counter -= 1
-            self.wait = 0
-        if self._improved(value):
-            self.best, self.wait = value, 0
+        self.plateau, new = self.rule.update(
+            self.plateau, np.float32(logs[self.monitor]), np.float32(lr), np.bool_(True), np
+        )
+        if new == np.float32(lr):
             return None
-        if self.cooldown_counter > 0:
-            return None
-        self.wait += 1
-        if self.wait < self.patience or not lr > np.float32(self.min_lr):
-            return None
-        new = max(lr * self.factor, self.min_lr)
+        new = float(new)
         if self.verbose:
             print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
-        self.cooldown_counter, self.wait = self.cooldown, 0
         return _with_learning_rate(state, new, where)
 
 

@@ -35,10 +35,10 @@ from jaxnn._checks import (
     check_positive_int,
 )
 from jaxnn._types import Params, PRNGKey, State
+from jaxnn.confusion_metrics import MetricState, StatefulMetric, finish_state
 from jaxnn.core import Layer, as_layer, spec_of
 from jaxnn.data import Data
 from jaxnn.parallel import DataParallel
-from jaxnn.summary import count_params
 from jaxnn.train.callbacks import (
     Callback,
     FitResult,
@@ -49,7 +49,16 @@ from jaxnn.train.callbacks import (
 )
 from jaxnn.train.checkpointing import CheckpointDirectory, Checkpointing, fingerprint
 from jaxnn.train.guard import new_guard, nonfinite_error
-from jaxnn.train.programs import SMALL_NETWORK, Programs, TrainState, finish, programs
+from jaxnn.train.programs import (
+    QUICK_OPTIONS,
+    Programs,
+    TrainState,
+    compile_once,
+    compiles_quickly,
+    finish,
+    programs,
+    with_loss_weights,
+)
 from jaxnn.train.progress import Progress, check_verbose
 from jaxnn.train.streaming import Streaming
 
@@ -162,8 +171,9 @@ class Trainer(Streaming):
         elif not isinstance(metrics, (list, tuple, Iterator)):
             metrics = [metrics]  # one name, function or Metric
         metrics = list(metrics)
-        self.model = as_layer(model)
         self.loss = losses_lib.get(loss)
+        # A loss with traced weights keeps them in the model state (losses.weighted).
+        self.model = with_loss_weights(as_layer(model), self.loss)
         self.optimizer = _optimizer(optimizer, learning_rate)
         try:
             self.dtype_policy = precision_lib.get(dtype_policy)
@@ -221,16 +231,40 @@ class Trainer(Streaming):
         metrics = [m.name for m in self.metrics]
         return f"Trainer(model={self.model!r}, loss={self.loss.name!r}, metrics={metrics})"
 
-    def log_names(self, validation: bool = False) -> list[str]:
+    def log_names(
+        self,
+        validation: bool = False,
+        *,
+        state: TrainState | None = None,
+        x: Any = None,
+        y: Any = None,
+    ) -> list[str]:
         """The names of the logs ``fit`` writes: ``loss``, the metrics, and their
         ``val_`` forms with ``validation``.
 
+        A metric whose result holds several values (``F1Score(average=None)``, one per
+        class) writes one log per value, ``f1_score_0``, ``f1_score_1``, ...; how many
+        depends on the model's outputs, so those names are listed when ``state`` and
+        the training data ``x`` and ``y`` (arrays or ``jax.ShapeDtypeStruct`` specs,
+        with the batch axis) are given, and the metric's own name otherwise. Each of
+        them can be monitored (:class:`~jaxnn.EarlyStopping`,
+        :class:`~jaxnn.ReduceLROnPlateau`, checkpoints).
+
         Example:
-            >>> import jaxnn as nn
+            >>> import jax, numpy as np, jaxnn as nn
             >>> nn.Trainer(nn.Dense(1), "mse", "sgd", ["mae"]).log_names(validation=True)
             ['loss', 'mae', 'val_loss', 'val_mae']
+            >>> f1 = nn.confusion_metrics.F1Score(average=None)
+            >>> trainer = nn.Trainer(nn.Dense(3, "softmax"), "categorical_crossentropy",
+            ...                      "sgd", [f1])
+            >>> x, y = np.zeros((4, 2), np.float32), np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+            >>> trainer.log_names(state=trainer.init(jax.random.key(0), x), x=x, y=y)
+            ['loss', 'f1_score_0', 'f1_score_1', 'f1_score_2']
         """
         names = ["loss", *(m.name for m in self.metrics)]
+        several = any(isinstance(m, StatefulMetric) for m in self.metrics)
+        if several and state is not None and x is not None and y is not None:
+            names = _log_names_of(self.programs.evaluate_sums, names, state, x, y)
         return names + [f"val_{k}" for k in names] if validation else names
 
     # -- state
@@ -654,7 +688,9 @@ class Trainer(Streaming):
             self._prepared = _Prepared(key, data, n)
         # A batch never outgrows the data: a padded batch of 2**40 rows is no help.
         batch_size = min(batch_size, n)
-        names = self.log_names(validation=val is not None or val_stream is not None)
+        names = self.log_names(
+            validation=val is not None or val_stream is not None, state=state, x=data.x, y=data.y
+        )
         names += ["skipped_steps"] if on_nonfinite == "skip" else []
         check_monitors(where, callbacks, names)
 
@@ -700,7 +736,9 @@ class Trainer(Streaming):
             return state, History()
         capacity = _capacity(plan.epochs)
         progress = Progress(plan.verbose, plan.epochs, -(-plan.examples // plan.batch_size))
-        names = self.log_names(validation=plan.val is not None)
+        names = self.log_names(
+            validation=plan.val is not None, state=state, x=plan.data.x, y=plan.data.y
+        )
         history: dict[str, list[np.ndarray]] = {}
         done, count = 0, plan.epochs if plan.verbose == 0 else 1
         while done < plan.epochs:
@@ -1112,26 +1150,21 @@ _REUSE_BYTES = 1 << 24
 """The most bytes of training data a Trainer keeps for its next fit (16 MiB)."""
 
 
-_QUICK_OPTIONS = {"xla_backend_optimization_level": 1}
-
-
 class _Compiled:
     """A function jitted twice: with XLA's default options, and with
-    :data:`_QUICK_OPTIONS` for small networks on the CPU (see ``SMALL_NETWORK``). A
-    call picks by its first argument's params (a :class:`TrainState`, or the params
+    ``programs.QUICK_OPTIONS`` for small networks on the CPU (see ``SMALL_NETWORK``).
+    A call picks by its first argument's params (a :class:`TrainState`, or the params
     themselves), so every program of one network (epochs, streamed chunks,
     evaluation) compiles alike, which keeps their arithmetic bit-identical."""
 
     def __init__(self, fn: Callable, static_argnames: Sequence[str] = ()):
         self.full = jax.jit(fn, static_argnames=static_argnames)
-        self.quick = jax.jit(fn, static_argnames=static_argnames, compiler_options=_QUICK_OPTIONS)
+        self.quick = jax.jit(fn, static_argnames=static_argnames, compiler_options=QUICK_OPTIONS)
 
     def pick(self, first: Any) -> Callable:
         """The jitted function for a call whose first argument is ``first``."""
-        if jax.default_backend() != "cpu" or jax.config.read("jax_disable_most_optimizations"):
-            return self.full  # the tests' fast-compiling settings stay as they are
         params = first.params if isinstance(first, TrainState) else first
-        return self.quick if count_params(params) <= SMALL_NETWORK else self.full
+        return self.quick if compiles_quickly(params) else self.full
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.pick(args[0])(*args, **kwargs)
@@ -1149,24 +1182,44 @@ def _init_with(init: Callable, spec: Any, key: PRNGKey) -> TrainState:
     return init(key, spec)
 
 
-_QUICK_INIT_ELEMENTS = 1 << 22
-"""Up to this many params and optimizer-state elements, ``init`` compiles without
-XLA's backend optimisations: the program runs once, and for a small network compiling
-it is most of its cost (0.99 s against 0.52 s for the tutorial's network here); the
-values are the same. A larger model's init compiles fully optimised, since generating
-its random values then takes longer than compiling."""
-
-
 def _compile_init(init: Callable[[PRNGKey], TrainState], key: PRNGKey) -> Callable:
-    """``init`` compiled for ``key``'s type: quickly for a small state (see above)."""
-    jitted = jax.jit(init)
-    if count_params(jax.eval_shape(init, key)) > _QUICK_INIT_ELEMENTS:
-        return jitted
-    lowered = jitted.lower(key)
-    try:
-        return lowered.compile({"xla_backend_optimization_level": 0})
-    except (RuntimeError, ValueError):  # a backend without the option: compile as usual
-        return lowered.compile()
+    """``init`` compiled for ``key``'s type: quickly for a small state (see
+    ``programs.compile_once``)."""
+    return compile_once(init, key)
+
+
+def _log_names_of(
+    evaluate_sums: Callable, names: list[str], state: TrainState, x: Any, y: Any
+) -> list[str]:
+    """``names`` (``loss`` and the metrics' names) with each metric of several values
+    replaced by the names of its logs, found from shapes alone (``jax.eval_shape``:
+    nothing runs)."""
+    x, y = spec_of(x), spec_of(y)
+    specs = spec_of((state.params, state.model_state, x, y))
+    key = (evaluate_sums, tuple(names), jax.tree.structure(specs), tuple(jax.tree.leaves(specs)))
+    if key in _LOG_NAMES:  # tracing an evaluation costs milliseconds: once per signature
+        return list(_LOG_NAMES[key])
+    n = data_lib.num_examples("Trainer.log_names", "x", x)
+    data = Data(x, y, jax.ShapeDtypeStruct((n,), jnp.float32))
+    found: list[str] = []
+
+    def logs(params: Params, model_state: State, data: Data) -> Any:
+        sums = evaluate_sums(params, model_state, data, min(n, 32))
+        for name in names:
+            value = sums[name]
+            found.extend(finish_state(name, value) if isinstance(value, MetricState) else [name])
+        return sums["loss"]
+
+    jax.eval_shape(logs, state.params, state.model_state, data)
+    _LOG_NAMES[key] = tuple(found)
+    if len(_LOG_NAMES) > _EARLIER_SIZE:
+        _LOG_NAMES.popitem(last=False)
+    return found
+
+
+_LOG_NAMES: collections.OrderedDict = collections.OrderedDict()
+"""The log names of the latest signatures :func:`_log_names_of` traced (at most
+:data:`_EARLIER_SIZE`, the oldest dropped)."""
 
 
 def _evaluated(evaluate_sums: Callable, *args: Any, batch_size: int) -> dict[str, jax.Array]:
