@@ -396,6 +396,16 @@ RESUME = textwrap.dedent(
     resumed, _ = trainer.fit(start, Rows(), None, epochs=3, checkpoint=again, **steady)
     for a, b in zip(jax.tree.leaves(straight.params), jax.tree.leaves(resumed.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # Processes that find different checkpoints (a directory not shared) are refused
+    # before they train out of step.
+    apart = nn.Checkpointing(f"{out}.positions" if process == 0 else f"{out}.empty",
+                             resume=True)
+    try:
+        trainer.fit(start, Rows(), None, epochs=3, checkpoint=apart, **steady)
+    except ValueError as e:
+        assert "process 0 at epoch 3, process 1 at epoch 0" in str(e), e
+    else:
+        raise AssertionError("resuming from different checkpoints was not refused")
     """
 )
 

@@ -208,6 +208,29 @@ class CheckpointDirectory:
                 f"{sorted(names)}. Pick one of those (val_* needs validation data)."
             )
 
+    def check_same_epoch(self, epoch: int) -> None:
+        """With several processes, refuses a resume in which they found different
+        checkpoints (a directory that is not shared, or out of step): they would train
+        out of step and hang in their collectives. One small all-gather at the start
+        of ``fit``; nothing with one process.
+
+        Raises:
+            ValueError: naming each process's epoch, when they differ.
+        """
+        if jax.process_count() == 1:
+            return
+        from jax.experimental import multihost_utils
+
+        epochs = np.asarray(multihost_utils.process_allgather(np.int32(epoch))).reshape(-1)
+        if (epochs != epochs[0]).any():
+            found = ", ".join(f"process {i} at epoch {int(e)}" for i, e in enumerate(epochs))
+            raise ValueError(
+                f"{self.where}: the processes would resume from different checkpoints in "
+                f"{self.directory!r} ({found}): each process must read the same checkpoint "
+                "files. Put the directory on a file system every process shares, then "
+                "resume again."
+            )
+
     def restore_latest(
         self, like: Any, settings: dict[str, Any]
     ) -> tuple[Any, int, dict[str, list]] | None:

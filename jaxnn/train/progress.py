@@ -35,16 +35,36 @@ def check_verbose(where: str, verbose: Any) -> int:
     raise ValueError(f"{where}: verbose must be 0, 1 or 2, got {verbose!r}.")
 
 
+_SETTINGS = ("learning_rate",)
+"""Logs that record a setting, not a result: no best or worst, and in ``g`` format
+(a learning rate of 1e-5 is not 0.0000)."""
+
+
 def _format(name: str, value: Any) -> str:
+    """One log as the progress line shows it: a population's best, median and worst
+    (a setting's smallest, median and largest).
+
+    Example:
+        >>> _format("loss", np.array([0.5, 0.25, np.nan]))
+        'loss: best 0.2500 / median 0.3750 / worst 0.5000'
+        >>> _format("learning_rate", np.array([1e-3, 1e-5]))
+        'learning_rate: min 1e-05 / median 0.000505 / max 0.001'
+        >>> _format("learning_rate", 1e-5)
+        'learning_rate: 1e-05'
+    """
+    setting = name in _SETTINGS
     if isinstance(value, np.ndarray) and value.ndim:
         finite = value[np.isfinite(value)]
         if finite.size == 0:
             return f"{name}: stopped"
+        if setting:
+            low, middle, high = finite.min(), np.median(finite), finite.max()
+            return f"{name}: min {low:.3g} / median {middle:.3g} / max {high:.3g}"
         high = higher_is_better(name)
         best, worst = (finite.max(), finite.min()) if high else (finite.min(), finite.max())
         return f"{name}: best {best:.4f} / median {np.median(finite):.4f} / worst {worst:.4f}"
     if isinstance(value, float):
-        return f"{name}: {value:.4f}"
+        return f"{name}: {value:.3g}" if setting else f"{name}: {value:.4f}"
     return f"{name}: {value}"
 
 

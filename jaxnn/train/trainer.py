@@ -792,6 +792,8 @@ class Trainer(Streaming):
             data = None if plan.position is not None else plan.data
             ckpt.claim({"state": fingerprint(state), "data": fingerprint(data)})
             found = ckpt.restore_latest(state, settings) if plan.resume else None
+            if plan.resume:
+                ckpt.check_same_epoch(0 if found is None else found[1])
             if found is not None:
                 state, first_epoch, history = found
                 if first_epoch > plan.epochs:
