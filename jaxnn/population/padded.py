@@ -251,6 +251,20 @@ def _take(padded: Any, own_spec: Any, i: int) -> Any:
     return jax.tree_util.tree_map_with_path(take, own_spec)
 
 
+def _wave(shape: tuple[int, ...], dtype: Any, seed: int) -> jax.Array:
+    """Made-up values in ``[-1, 1]``, different at every index and for every seed:
+    test values that compile to a few ops (``jax.random`` would compile its
+    generator into the check's program, several times its size).
+
+    Example:
+        >>> np.asarray(_wave((2, 2), "float32", 0), np.float64).round(2).tolist()
+        [[0.0, 0.75], [-0.99, 0.58]]
+    """
+    size = int(np.prod(shape))
+    values = jnp.sin(jnp.arange(size, dtype=jnp.float32) * 2.3 + 0.7 * seed)
+    return values.reshape(shape).astype(dtype)
+
+
 # ------------------------------------------------------------------------ the sweep
 
 
@@ -453,22 +467,48 @@ class Sweep:
 
     def _probe(self, combo: tuple, key: jax.Array) -> tuple:
         """A member of sizes ``combo`` at its size and padded: both outputs on a few
-        random inputs, and both gradients of a random projection of them (traced)."""
-        own = self._own_init(combo, key[None])
-        padded = self._pad(combo, own, self.trainer.programs.init(key, self.spec))
+        random inputs, and both gradients of a random projection of them (traced).
+
+        The values are made up, not initialised (a much smaller program to compile):
+        params and inputs from :func:`_wave`, model state of ones (BatchNorm's
+        variance) and integer state of zeros, laid out by the two networks' ``init``
+        shapes."""
+
+        def drawn(spec: Any) -> Any:
+            leaves, tree = jax.tree.flatten(spec)
+            return jax.tree.unflatten(
+                tree, [_wave(a.shape, a.dtype, i) for i, a in enumerate(leaves)]
+            )
+
+        def filled(spec: Any) -> Any:
+            def one(a: Any) -> jax.Array:
+                if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
+                    return jax.random.split(key, a.shape[0]) if a.shape else key
+                if jnp.issubdtype(a.dtype, jnp.floating):
+                    return jnp.ones(a.shape, a.dtype)
+                return jnp.zeros(a.shape, a.dtype)
+
+            return jax.tree.map(one, spec)
+
+        trainer = self._trainer(self._sizes(combo))
+        stacked = lambda t: jax.vmap(lambda k: t.programs.init(k, self.spec))
+        own = filled(jax.eval_shape(stacked(trainer), key[None]))  # one member
+        own = own._replace(params=drawn(own.params))
+        big = filled(jax.eval_shape(lambda k: self.trainer.programs.init(k, self.spec), key))
+        padded = self._pad(combo, own, big)
         own, padded = jax.tree.map(lambda a: a[0], (own, padded))
         shape = (min(self.spec.shape[0], 4), *self.spec.shape[1:])
         if jnp.issubdtype(self.spec.dtype, jnp.integer):
             x = jnp.zeros(shape, self.spec.dtype)
         else:
-            x = jax.random.normal(jax.random.fold_in(key, 1), shape).astype(self.spec.dtype)
-        small = self._trainer(self._sizes(combo)).model
+            x = _wave(shape, self.spec.dtype, -1)
+        small = trainer.model
 
         def projected(model: Layer, state: Any) -> Any:
             def f(params: Any) -> Any:
                 y = model.apply(params, state, x)[0]
                 leaves = jax.tree.leaves(y)
-                cots = [jax.random.normal(jax.random.fold_in(key, 2), a.shape) for a in leaves]
+                cots = [_wave(a.shape, a.dtype, -2 - i) for i, a in enumerate(leaves)]
                 return sum(jnp.sum(a * c) for a, c in zip(leaves, cots, strict=True)), y
 
             return f
@@ -496,8 +536,8 @@ class Sweep:
 
         def close(a: Any, b: Any) -> bool:
             a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-            scale = max(1.0, float(np.abs(a).max(initial=0)))
-            return bool(np.allclose(a, b, rtol=1e-4, atol=1e-5 * scale))
+            scale = float(np.abs(a).max(initial=0))  # tolerances relative to the leaf
+            return bool(np.allclose(a, b, rtol=1e-4, atol=1e-5 * scale + 1e-30))
 
         pairs = zip(jax.tree.leaves(y_own), jax.tree.leaves(y_pad), strict=True)
         if not all(close(a, b) for a, b in pairs):
