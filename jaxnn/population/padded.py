@@ -156,7 +156,23 @@ def _thaw(value: Any, swap: dict[int, Layer]) -> Any:
 
 
 def size_argument(layer: Layer, path: tuple[str, ...]) -> str:
-    """The constructor argument a width sweep sets: ``features``, or ``num_heads``."""
+    """The constructor argument a width sweep sets: ``features``, or ``num_heads``.
+
+    Args:
+        layer: the swept layer.
+        path: its path, for messages.
+
+    Returns:
+        The argument's name.
+
+    Raises:
+        ValueError: for a layer without a width.
+
+    Example:
+        >>> import jaxnn as nn
+        >>> size_argument(nn.Dense(8), ("hidden",)), size_argument(nn.Conv2D(4, (3, 3)), ("c",))
+        ('features', 'features')
+    """
     fn, _, _ = _constructor(layer, path)
     names = inspect.signature(fn).parameters
     for name in ("features", "num_heads"):
@@ -363,8 +379,25 @@ class Sweep:
     def trainer_of(self, i: int) -> Trainer:
         """The :class:`~jaxnn.Trainer` of member ``i`` at its own size.
 
+        Args:
+            i: the member, in ``[0, n)``.
+
+        Returns:
+            A trainer of the base trainer's loss, optimizer and metrics over the
+            model rebuilt at member ``i``'s sizes.
+
         Raises:
             IndexError: for ``i`` outside ``[0, n)``.
+
+        Example:
+            >>> import numpy as np, jaxnn as nn
+            >>> trainer = nn.Trainer(nn.Sequential(nn.Dense(8, "relu", name="hidden"),
+            ...                                    nn.Dense(1)), "mse", "adam")
+            >>> sw = nn.population.sweep(trainer, np.zeros((1, 3), np.float32),
+            ...                          widths={"hidden": [4, 8]}, check=False)
+            >>> sw.trainer_of(0).model == nn.Sequential(nn.Dense(4, "relu", name="hidden"),
+            ...                                         nn.Dense(1))
+            True
         """
         if not 0 <= int(i) < self.n:
             raise IndexError(f"Sweep.trainer_of: member {i} outside [0, {self.n}).")
