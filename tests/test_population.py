@@ -695,6 +695,8 @@ def test_arguments_are_checked_before_any_trace():
         pop.init(trainer, key, x, 2, hyperparams={"learning_rate": lr})
     with pytest.raises(ValueError, match=r"kernel_scale has NaN or Inf values \(at members \[0\]"):
         pop.init(trainer, key, x, 2, kernel_scale=np.nan)
+    with pytest.raises(ValueError, match=r"kernel_scale has values too large for float32"):
+        pop.init(trainer, key, x, 2, kernel_scale=[1.0, 1e300])  # Inf once stored
     with pytest.raises(ValueError, match=r"kernel_scale must be real numbers.*got dtype <U4"):
         pop.init(trainer, key, x, 2, kernel_scale="half")
     with pytest.raises(ValueError, match=r"population.init: x: expected numeric arrays .*<U1"):

@@ -171,11 +171,17 @@ def per_member(where: str, what: str, value: Any, n: int) -> jax.Array:
     rate would silently train nothing).
 
     Raises:
-        ValueError: for any other shape, non-numeric values, or NaN or Inf values.
+        ValueError: for any other shape, non-numeric values, NaN or Inf values, or
+            values that would overflow to Inf in the stored dtype.
 
     Example:
         >>> per_member("init", "kernel_scale", 2.0, 3).tolist()
         [2.0, 2.0, 2.0]
+        >>> per_member("init", "kernel_scale", [1.0, 1e300], 2)
+        Traceback (most recent call last):
+        ...
+        ValueError: init: kernel_scale has values too large for float32 (at members [1]): \
+they would become Inf. Give values within +-3.4e+38.
     """
     if not isinstance(value, jax.Array):
         try:
@@ -195,6 +201,17 @@ def per_member(where: str, what: str, value: Any, n: int) -> jax.Array:
                 f"{where}: {what} has NaN or Inf values (at members {members[:5]}"
                 f"{', ...' if len(members) > 5 else ''}); every member needs a finite value."
             )
+        stored = jax.dtypes.canonicalize_dtype(value.dtype)  # float32 unless 64-bit mode
+        if jnp.issubdtype(stored, jnp.floating):
+            with np.errstate(over="ignore"):
+                fits = np.isfinite(np.asarray(value, np.float64).astype(stored))
+            if not fits.all():
+                members = np.flatnonzero(~fits.reshape(-1)).tolist()
+                raise ValueError(
+                    f"{where}: {what} has values too large for {stored} (at members "
+                    f"{members[:5]}{', ...' if len(members) > 5 else ''}): they would "
+                    f"become Inf. Give values within +-{float(np.finfo(stored).max):.3g}."
+                )
     arr = jnp.asarray(value)
     if arr.ndim == 0:
         arr = jnp.broadcast_to(arr, (n,))
