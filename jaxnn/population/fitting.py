@@ -33,7 +33,7 @@ from jaxnn.population.strategy import check_strategy, over_members
 from jaxnn.train import EarlyStopping, History, Trainer, TrainState, finish, stopping_rule
 from jaxnn.train.callbacks import FitResult, check_monitors
 from jaxnn.train.guard import finite_leaves
-from jaxnn.train.programs import QUICK_OPTIONS, compiles_quickly
+from jaxnn.train.programs import Compiled
 from jaxnn.train.progress import Progress, check_verbose
 from jaxnn.train.steering import ReduceLROnPlateau, plateau_rule, traced_learning_rate
 
@@ -243,32 +243,15 @@ _RUN_STATICS = (
 )
 
 
-class _Jitted:
-    """A population program jitted twice, with XLA's default options and with
-    ``QUICK_OPTIONS``; a call picks as ``Trainer`` does for one member's network
-    (``compiles_quickly`` of the stacked params over ``n`` members)."""
-
-    def __init__(self, fn: Any, static_argnames: tuple[str, ...]):
-        self.full = jax.jit(fn, static_argnames=static_argnames)
-        self.quick = jax.jit(fn, static_argnames=static_argnames, compiler_options=QUICK_OPTIONS)
-
-    def pick(self, first: Any, n: int) -> Any:
-        """The jitted function for a call whose second argument is ``first``."""
-        state = first.state if isinstance(first, _Carry) else first
-        return self.quick if compiles_quickly(state.params, n) else self.full
-
-    def __call__(self, trainer: Trainer, first: Any, *args: Any, **kwargs: Any) -> Any:
-        return self.pick(first, kwargs["n"])(trainer, first, *args, **kwargs)
-
-    def lower(self, trainer: Trainer, first: Any, *args: Any, **kwargs: Any) -> Any:
-        """As ``jax.jit(...).lower``, with the options a call would use."""
-        return self.pick(first, kwargs["n"]).lower(trainer, first, *args, **kwargs)
-
-    def _cache_size(self) -> int:
-        return self.full._cache_size() + self.quick._cache_size()
+def _network(trainer: Trainer, first: Any, *args: Any, n: int, **kwargs: Any) -> tuple:
+    """The network of a population program: the stacked params of its second
+    argument (a carry or the states) over ``n`` members, so that a population
+    compiles as ``Trainer`` does for one member's network."""
+    del trainer, args, kwargs
+    return (first.state if isinstance(first, _Carry) else first).params, n
 
 
-_run_jit = _Jitted(_run, _RUN_STATICS)
+_run_jit = Compiled(_run, _RUN_STATICS, network=_network)
 
 
 def _stream_chunk(
@@ -323,8 +306,10 @@ def _stream_epoch_end(
 
 
 _STATIC = ("trainer", "strategy", "chunk_size", "n")
-_stream_chunk_jit = _Jitted(_stream_chunk, _STATIC)
-_stream_epoch_end_jit = _Jitted(_stream_epoch_end, (*_STATIC, "batch_size", "stopping", "plateau"))
+_stream_chunk_jit = Compiled(_stream_chunk, _STATIC, network=_network)
+_stream_epoch_end_jit = Compiled(
+    _stream_epoch_end, (*_STATIC, "batch_size", "stopping", "plateau"), network=_network
+)
 
 
 def _stream_runner(

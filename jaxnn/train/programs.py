@@ -37,6 +37,7 @@ from jaxnn.summary import count_params
 from jaxnn.train.guard import Guard, finite_leaves
 
 __all__ = [
+    "Compiled",
     "Programs",
     "TrainState",
     "QUICK_OPTIONS",
@@ -74,6 +75,51 @@ def compiles_quickly(params: Params, members: int = 1) -> bool:
     if jax.default_backend() != "cpu" or jax.config.read("jax_disable_most_optimizations"):
         return False
     return count_params(params) <= SMALL_NETWORK * members
+
+
+class Compiled:
+    """A function jitted twice: with XLA's default options, and with
+    :data:`QUICK_OPTIONS`. Each call picks by :func:`compiles_quickly` of the network
+    it runs, found by ``network(*args, **kwargs) -> (params, members)``, so every
+    program of one network (epochs, streamed chunks, evaluation) compiles alike,
+    which keeps their arithmetic bit-identical.
+
+    Args:
+        fn: the function to jit.
+        static_argnames: as ``jax.jit``'s.
+        network: the params of a call (stacked over ``members`` for a population).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> double = Compiled(lambda p, x: 2 * x, network=lambda p, x: (p, 1))
+        >>> double({"w": jnp.zeros(3)}, jnp.ones(2)).tolist()
+        [2.0, 2.0]
+    """
+
+    def __init__(
+        self,
+        fn: Callable,
+        static_argnames: Sequence[str] = (),
+        *,
+        network: Callable[..., tuple[Params, int]],
+    ):
+        self.full = jax.jit(fn, static_argnames=static_argnames)
+        self.quick = jax.jit(fn, static_argnames=static_argnames, compiler_options=QUICK_OPTIONS)
+        self.network = network
+
+    def pick(self, *args: Any, **kwargs: Any) -> Callable:
+        """The jitted function a call with these arguments uses."""
+        return self.quick if compiles_quickly(*self.network(*args, **kwargs)) else self.full
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.pick(*args, **kwargs)(*args, **kwargs)
+
+    def lower(self, *args: Any, **kwargs: Any) -> Any:
+        """As ``jax.jit(...).lower``, with the options a call would use."""
+        return self.pick(*args, **kwargs).lower(*args, **kwargs)
+
+    def _cache_size(self) -> int:
+        return self.full._cache_size() + self.quick._cache_size()
 
 
 QUICK_ONCE_ELEMENTS = 1 << 22

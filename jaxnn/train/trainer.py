@@ -50,11 +50,10 @@ from jaxnn.train.callbacks import (
 from jaxnn.train.checkpointing import CheckpointDirectory, Checkpointing, fingerprint
 from jaxnn.train.guard import new_guard, nonfinite_error
 from jaxnn.train.programs import (
-    QUICK_OPTIONS,
+    Compiled,
     Programs,
     TrainState,
     compile_once,
-    compiles_quickly,
     finish,
     programs,
     with_loss_weights,
@@ -1152,31 +1151,16 @@ _REUSE_BYTES = 1 << 24
 """The most bytes of training data a Trainer keeps for its next fit (16 MiB)."""
 
 
-class _Compiled:
-    """A function jitted twice: with XLA's default options, and with
-    ``programs.QUICK_OPTIONS`` for small networks on the CPU (see ``SMALL_NETWORK``).
-    A call picks by its first argument's params (a :class:`TrainState`, or the params
-    themselves), so every program of one network (epochs, streamed chunks,
-    evaluation) compiles alike, which keeps their arithmetic bit-identical."""
+def _network(first: Any, *args: Any, **kwargs: Any) -> tuple[Params, int]:
+    """The network of a ``Trainer`` program: its first argument's params (a
+    :class:`TrainState`, or the params themselves)."""
+    del args, kwargs
+    return (first.params if isinstance(first, TrainState) else first), 1
 
-    def __init__(self, fn: Callable, static_argnames: Sequence[str] = ()):
-        self.full = jax.jit(fn, static_argnames=static_argnames)
-        self.quick = jax.jit(fn, static_argnames=static_argnames, compiler_options=QUICK_OPTIONS)
 
-    def pick(self, first: Any) -> Callable:
-        """The jitted function for a call whose first argument is ``first``."""
-        params = first.params if isinstance(first, TrainState) else first
-        return self.quick if compiles_quickly(params) else self.full
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.pick(args[0])(*args, **kwargs)
-
-    def lower(self, *args: Any, **kwargs: Any) -> Any:
-        """As ``jax.jit(...).lower``, with the options a call would use."""
-        return self.pick(args[0]).lower(*args, **kwargs)
-
-    def _cache_size(self) -> int:
-        return self.full._cache_size() + self.quick._cache_size()
+def _Compiled(fn: Callable, static_argnames: Sequence[str] = ()) -> Compiled:
+    """``fn`` compiled as ``programs.Compiled``, picked by the network it runs."""
+    return Compiled(fn, static_argnames, network=_network)
 
 
 def _init_with(init: Callable, spec: Any, key: PRNGKey) -> TrainState:
