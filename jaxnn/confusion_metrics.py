@@ -300,8 +300,27 @@ def _check_int(name: str, what: str, value: Any, low: int) -> int:
     return int(value)
 
 
-def _make(name: str, kwargs: Mapping[str, Any], **fns: Callable) -> StatefulMetric:
-    return StatefulMetric(name=name, kwargs=MappingProxyType(dict(kwargs)), **fns)
+def _make(
+    name: str,
+    kwargs: Mapping[str, Any],
+    *,
+    init: Callable,
+    update: Callable,
+    result: Callable,
+    merge: Callable = _add,
+    merge_stacked: Callable = _sum_stacked,
+) -> StatefulMetric:
+    """A :class:`StatefulMetric`; states that are sums of counts merge by adding
+    (the default ``merge`` and ``merge_stacked``)."""
+    return StatefulMetric(
+        name=name,
+        kwargs=MappingProxyType(dict(kwargs)),
+        init=init,
+        update=update,
+        merge=merge,
+        result=result,
+        merge_stacked=merge_stacked,
+    )
 
 
 # -- precision and recall at thresholds
@@ -386,9 +405,7 @@ def _precision_or_recall(
         kwargs,
         init=init,
         update=update,
-        merge=_add,
         result=result,
-        merge_stacked=_sum_stacked,
     )
 
 
@@ -887,9 +904,7 @@ def FBetaScore(
         kwargs,
         init=init,
         update=update,
-        merge=_add,
         result=result,
-        merge_stacked=_sum_stacked,
     )
 
 
@@ -1044,7 +1059,5 @@ def MeanIoU(
         kwargs,
         init=init,
         update=update,
-        merge=_add,
         result=result,
-        merge_stacked=_sum_stacked,
     )
