@@ -16,6 +16,7 @@ import numpy as np
 from jaxnn import data as data_lib
 from jaxnn.data import Data
 from jaxnn.population.build import check_trainer, num_members
+from jaxnn.population.fitting import prepare_data
 from jaxnn.population.strategy import check_strategy, over_members
 from jaxnn.train import Trainer, TrainState, finish
 
@@ -83,19 +84,8 @@ def evaluate(
     check_trainer(where, trainer)
     n = num_members(states)
     chunk_size = check_strategy(strategy, chunk_size, n)
-    if member_data:
-        data, examples = data_lib.prepare_members(where, x, y, sample_weight, n)
-    else:
-        data, examples = data_lib.prepare(where, x, y, sample_weight, need_y=True)
-    data_lib.check_target_values(
-        where,
-        trainer.loss,
-        trainer.model,
-        states.params,
-        states.model_state,
-        data,
-        stacked=True,
-        member_data=member_data,
+    data, _, examples = prepare_data(
+        where, trainer, states, (x, y, sample_weight), None, 0.0, member_data
     )
     bs = min(data_lib.check_batch_size(where, batch_size), examples)
     out = _evaluate_jit(
