@@ -8,6 +8,7 @@ axis. :func:`init` builds one, :func:`set_hyperparams` gives each member its own
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import jax
@@ -30,6 +31,10 @@ __all__ = [
     "set_hyperparams",
     "take_members",
 ]
+
+
+_INITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Each trainer's compiled population initialisations, by input shapes and count."""
 
 
 def num_members(states: TrainState) -> int:
@@ -123,7 +128,11 @@ def init(
     if isinstance(keys, jax.core.Tracer):  # under a transformation: trace it
         states = init_all(keys)
     else:  # one program (op by op, each initializer would compile on its own)
-        states = compile_once(init_all, keys)(keys)
+        compiled = _INITS.setdefault(trainer, {})
+        signature = (jax.tree.structure(spec), tuple(jax.tree.leaves(spec)), n, keys.dtype)
+        if signature not in compiled:  # compiled once per trainer and shapes
+            compiled[signature] = compile_once(init_all, keys)
+        states = compiled[signature](keys)
     if kernel_scale is not None:
         scale = per_member("population.init", "kernel_scale", kernel_scale, n)
 
@@ -152,12 +161,14 @@ def check_trainer(where: str, trainer: Any) -> None:
         TypeError: population.fit: trainer must be a jaxnn.Trainer (model, loss, optimizer), \
 got str. Build one with nn.Trainer(model, loss, optimizer).
     """
-    if type(trainer).__name__ == "Sweep" and hasattr(trainer, "trainer"):
-        raise TypeError(
-            f"{where}: got a Sweep; pass its padded trainer, sweep.trainer (and build "
-            "the states with sweep.init(key))."
-        )
     if not isinstance(trainer, Trainer):
+        from jaxnn.population.padded import Sweep  # padded builds on this module
+
+        if isinstance(trainer, Sweep):
+            raise TypeError(
+                f"{where}: got a Sweep; pass its padded trainer, sweep.trainer (and build "
+                "the states with sweep.init(key))."
+            )
         raise TypeError(
             f"{where}: trainer must be a jaxnn.Trainer (model, loss, optimizer), got "
             f"{type(trainer).__name__}. Build one with nn.Trainer(model, loss, optimizer)."

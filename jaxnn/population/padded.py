@@ -46,6 +46,7 @@ import optax
 
 from jaxnn._checks import check_key
 from jaxnn.core import Layer, spec_of
+from jaxnn.population.build import check_trainer
 from jaxnn.train import Trainer, TrainState
 from jaxnn.train.programs import compile_once
 
@@ -648,8 +649,6 @@ def sweep(
         >>> state.params["blocks"]["dense"]["kernel"].shape  # (copies, in, out)
         (1, 8, 8)
     """
-    from jaxnn.population.build import check_trainer
-
     check_trainer(_WHERE, trainer)
     for what, given in (("widths", widths), ("depths", depths)):
         if given is not None and not isinstance(given, dict):
