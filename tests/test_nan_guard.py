@@ -199,6 +199,56 @@ def test_guard_compiles_once(key):
     assert trainer._run._cache_size() == compiled
 
 
+def test_a_finite_fit_runs_unguarded_and_only_a_bad_one_is_run_again_guarded(key):
+    """Under "raise" the epochs first run without the per-step guard: a finite fit
+    compiles and runs only that program, and equals "ignore" bit for bit; the
+    guarded program is compiled when an epoch ends non-finite, and its error is the
+    per-step guard's (the same step, the last finite state)."""
+    x, y = regression()
+    # Its own configuration (5 hidden units), so that no other test shares its programs.
+    model = nn.Sequential(nn.Dense(5, "relu", name="hidden"), nn.Dense(1, name="out"))
+    trainer = nn.Trainer(model, "mse", "sgd")
+    state = trainer.init(key, x)
+    fit = dict(epochs=2, batch_size=BATCH, shuffle=False, verbose=0)
+    finite, history = trainer.fit(state, x, y, **fit)
+    assert trainer._run._cache_size() == 1
+    plain, plain_history = trainer.fit(state, x, y, on_nonfinite="ignore", **fit)
+    assert_trees_equal(finite._replace(key=None), plain._replace(key=None))
+    assert_trees_equal(jax.random.key_data(finite.key), jax.random.key_data(plain.key))
+    np.testing.assert_array_equal(history["loss"], plain_history["loss"])
+    with pytest.raises(NonFiniteError, match=r"epoch 1/2 \(index 0\), batch 4, step 4") as e:
+        trainer.fit(state, overflowing(x), y, **fit)
+    assert trainer._run._cache_size() == 3  # + "ignore" + the guarded program
+    assert int(e.value.state.step) == 4 and all_finite(e.value.state.params)
+    # The last finite state is the unguarded program's after the 4 good steps.
+    four, _ = trainer.fit(state, x[: 4 * BATCH], y[: 4 * BATCH], **{**fit, "epochs": 1})
+    assert_trees_equal(e.value.state.params, four.params)
+
+
+def where_nan_loss(predictions, targets):
+    """Finite values whose gradient is NaN: the ``jnp.where`` trap (sqrt of a negative
+    in the branch not taken)."""
+    safe = jnp.where(targets > 1e6, jnp.sqrt(predictions - 1e9), (predictions - targets) ** 2)
+    return jnp.mean(safe, axis=-1)
+
+
+def test_a_nan_gradient_the_optimizer_discards_is_not_reported(key):
+    """A NaN gradient that leaves no NaN behind (the optimizer zeroes it) is not a
+    failure of the run; with a plain optimizer the same gradient is raised."""
+    x, y = regression(16)
+    fit = dict(epochs=2, batch_size=8, shuffle=False, verbose=0)
+    plain = nn.Trainer(nn.Dense(1, name="out"), where_nan_loss, "sgd")
+    bad = r"batch 0, step 0: the first non-finite gradient is at 'bias'"
+    with pytest.raises(NonFiniteError, match=bad):
+        plain.fit(plain.init(key, x), x, y, **fit)
+    tolerant = nn.Trainer(
+        nn.Dense(1, name="out"), where_nan_loss, optax.chain(optax.zero_nans(), optax.sgd(0.01))
+    )
+    state, history = tolerant.fit(tolerant.init(key, x), x, y, **fit)
+    assert all_finite(state.params) and np.isfinite(history["loss"]).all()
+    assert int(state.step) == 4
+
+
 # ------------------------------------------------------------------ the door
 
 

@@ -48,7 +48,7 @@ from jaxnn.train.callbacks import (
     run_callbacks,
 )
 from jaxnn.train.checkpointing import CheckpointDirectory, Checkpointing, fingerprint
-from jaxnn.train.guard import new_guard, nonfinite_error
+from jaxnn.train.guard import finite_leaves, new_guard, nonfinite_error
 from jaxnn.train.programs import (
     Compiled,
     Programs,
@@ -381,11 +381,19 @@ class Trainer(Streaming):
         any number of epochs up to ``capacity``, all at once or in groups (for
         progress between them), with the same arithmetic either way."""
 
+        watch = policy == "watch"
+        policy = None if watch else policy
+
         def one_epoch(state: TrainState, guard: Any) -> tuple:
             if guard is not None:
                 guard = guard._replace(skipped=jnp.zeros((), jnp.int32))
             state, guard, sums = self.programs.epoch(
                 state, data, batch_size, shuffle, guard, policy
+            )
+            # Under "watch" the steps run unguarded; the epoch ends finite if its loss
+            # sum and its final state are (non-finite values stay so: see _run_plan).
+            finite = jnp.isfinite(sums["loss"]) & jnp.all(
+                finite_leaves((state.params, state.opt_state, state.model_state))
             )
             logs = finish(sums)
             if val is not None:
@@ -394,6 +402,8 @@ class Trainer(Streaming):
                 )
                 logs.update({f"val_{k}": v for k, v in finish(val_sums).items()})
             facts = {} if guard is None else {"skipped": guard.skipped, "halted": guard.halted}
+            if watch:
+                facts = {"finite": finite}
             return state, guard, (logs, facts)
 
         def body(i: jax.Array, carry: tuple) -> tuple:
@@ -440,13 +450,18 @@ class Trainer(Streaming):
         one dispatch with ``verbose=0``, and with progress shown in groups of about
         0.2 s (after a first epoch alone), each group's epochs printed as it ends.
 
-        **Numerical guard.** Every step checks, inside the compiled program, that its
-        loss and its gradients are finite. With
-        ``on_nonfinite="raise"`` the first bad step and every step after it are not
-        applied, and the host raises :class:`~jaxnn.NonFiniteError` at the end of
-        that epoch (or, when epochs run as one program, at the end of their
-        dispatch), naming the epoch, the batch, the step and the first non-finite
-        gradient path; ``error.state`` is the last finite state. With ``"skip"`` a
+        **Numerical guard.** With ``on_nonfinite="raise"`` a step whose loss,
+        gradients or updated state are NaN or Inf is not applied, nor any after it,
+        and the host raises :class:`~jaxnn.NonFiniteError` at the end of that epoch
+        (or, when epochs run as one program, at the end of their dispatch), naming
+        the epoch, the batch, the step and the first non-finite gradient path;
+        ``error.state`` is the last finite state. To keep the checks out of every
+        step, the epochs first run unguarded and report only whether each ended
+        with a finite loss sum, params and optimizer and model state (a NaN or Inf
+        stays in them once there); only epochs that did not are run again with
+        every step checked. So a non-finite gradient that the optimizer itself
+        discards (``optax.zero_nans``) leaves no trace and is not reported; a
+        dynamic loss scale keeps the check in every step. With ``"skip"`` a
         bad step leaves the state as it was and training goes on;
         ``history["skipped_steps"]`` counts them per epoch, and the epoch's logs
         average over the applied steps. ``"ignore"`` checks nothing.
@@ -714,16 +729,38 @@ class Trainer(Streaming):
         )
 
     def _run_plan(self, state: TrainState, plan: _Plan, count: int, capacity: int) -> tuple:
-        return self._run(
-            state,
-            plan.data,
-            plan.val,
-            np.int32(count),
-            capacity=capacity,
-            batch_size=plan.batch_size,
-            shuffle=plan.shuffle,
-            policy=plan.policy,
-        )
+        """``count`` epochs from ``state``: ``(state, logs, facts, guard)``.
+
+        Under ``on_nonfinite="raise"`` the epochs first run with no guard in their
+        steps (the guard's checks and its choice of state cost a third of the
+        tutorial network's step): each epoch only reports whether its loss sum and
+        its final state are finite. A NaN or Inf, once in a sum or in the params or
+        optimizer state, stays there (an update adds to the params; the moments
+        average in), so a bad step shows at its epoch's end. Only then do the same
+        epochs run again from ``state`` with every step guarded, which finds the
+        first bad step and keeps the last finite state, exactly as if they had been
+        guarded all along. A dynamic loss scale, which skips overflowing steps
+        itself, keeps the per-step guard.
+        """
+
+        def run(policy: str | None) -> tuple:
+            return self._run(
+                state,
+                plan.data,
+                plan.val,
+                np.int32(count),
+                capacity=capacity,
+                batch_size=plan.batch_size,
+                shuffle=plan.shuffle,
+                policy=policy,
+            )
+
+        if plan.policy != "raise" or isinstance(self.optimizer, precision_lib.DynamicLossScale):
+            return run(plan.policy)
+        new_state, logs, facts, _ = run("watch")
+        if np.all(jax.device_get(facts["finite"])[:count]):
+            return new_state, logs, {}, None
+        return run("raise")
 
     def _fit_whole(self, state: TrainState, plan: _Plan) -> tuple[TrainState, History]:
         """The epochs as one program: in one dispatch when silent; else in groups
