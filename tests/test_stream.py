@@ -98,7 +98,11 @@ def test_progress_validation_and_resume(setup, tmp_path, capsys):
     np.testing.assert_array_equal(history["val_loss"], straight_history["val_loss"])
 
 
-def test_nonfinite_batches_in_a_stream(setup):
+# The chunks under "raise" run unguarded, each checked as the host waits on it; the
+# first that ends non-finite runs again guarded. With 1 or 2 steps a chunk, the bad
+# chunk comes after finite ones, and others are in flight behind it.
+@pytest.mark.parametrize("k", [None, 1, 2], ids=["auto", "k1", "k2"])
+def test_nonfinite_batches_in_a_stream(setup, k):
     _, _, x, y = setup
     trainer = nn.Trainer(nn.Dense(1), "mse", "sgd")
     state = trainer.init(jax.random.key(0), x)
@@ -106,8 +110,17 @@ def test_nonfinite_batches_in_a_stream(setup):
     bad[19] = 3e38  # finite, but its loss overflows: batch 2
 
     with pytest.raises(nn.NonFiniteError, match=r"epoch 1/2 \(index 0\), batch 2, step 2") as e:
-        trainer.fit(state, lambda: batches(bad, y), None, epochs=2, verbose=0)
+        trainer.fit(
+            state, lambda: batches(bad, y), None, epochs=2, verbose=0, steps_per_execution=k
+        )
     assert int(e.value.state.step) == 2
+    # The last finite state: the two good batches' updates.
+    good, _ = trainer.fit(
+        state, lambda: batches(x[:16], y[:16]), None, epochs=1, verbose=0, steps_per_execution=k
+    )
+    chex.assert_trees_all_equal(e.value.state.params, good.params)
+    if k is not None:
+        return
     skipped, history = trainer.fit(
         state, lambda: batches(bad, y), None, epochs=2, verbose=0, on_nonfinite="skip"
     )

@@ -83,17 +83,49 @@ class Streaming:
 
         def run_epoch(state: TrainState, epoch: int) -> tuple:
             next_key, _, dropout_key = jax.random.split(state.key, 3)
-            guard = None if plan.policy is None else new_guard(state.params)
+            watch = self._watches(plan.policy)
+            policy = "watch" if watch else plan.policy
+            guard = None if policy in (None, "watch") else new_guard(state.params)
             total, start = None, 0
             chunks = stream_lib.chunks(where, epoch_source(epoch), k, steps=steps, buffers=buffers)
             in_flight = stream_lib.InFlight()
-            for arrays in stream_lib.prefetch(chunks, self._place_chunk):
-                state, guard, sums = self._chunk(
-                    state, arrays, np.int32(start), dropout_key, guard, policy=plan.policy
+            # Under "watch" (see Trainer._run_plan) each chunk runs unguarded and says
+            # whether it ended finite; the host reads that as it waits on the chunk
+            # anyway (InFlight), so the chunks in flight keep their start state and
+            # arrays until then. The first chunk that did not end finite holds the
+            # first bad step: it runs again guarded, from its start state.
+            pending: list[tuple] = []
+            bad = None
+            placed = stream_lib.prefetch(chunks, self._place_chunk)
+            try:
+                for arrays in placed:
+                    before = state
+                    state, guard, sums = self._chunk(
+                        state, arrays, np.int32(start), dropout_key, guard, policy=policy
+                    )
+                    in_flight.add(sums)
+                    total = sums if total is None else merge_sums(total, sums)
+                    if watch:
+                        pending.append((before, arrays, start, guard))
+                        bad = _first_unfinished(pending, keep=in_flight.depth)
+                        guard = None
+                        if bad is not None:
+                            break
+                    start += k
+                if watch and bad is None:
+                    bad = _first_unfinished(pending, keep=0)
+            finally:
+                placed.close()
+            if bad is not None:
+                before, arrays, start, _ = bad
+                state, guard, total = self._chunk(
+                    before,
+                    arrays,
+                    np.int32(start),
+                    dropout_key,
+                    new_guard(before.params),
+                    policy="raise",
                 )
-                in_flight.add(sums)
-                total = sums if total is None else merge_sums(total, sums)
-                start += k
             if guard is None or not bool(guard.halted):  # a halted state stays as it was
                 state = state._replace(key=next_key)
             logs = finish(total)
@@ -234,3 +266,15 @@ def _own_rows(placed: jax.Array) -> tuple[slice, np.ndarray]:
     mine = [shards[start] for start in sorted(shards)]
     rows = slice(min(shards), max(s.index[0].stop for s in mine))
     return rows, np.concatenate([np.asarray(s.data) for s in mine]) != 0
+
+
+def _first_unfinished(pending: list[tuple], *, keep: int) -> tuple | None:
+    """Checks the oldest watched chunks until at most ``keep`` are left unchecked;
+    each ``(start state, arrays, start step, ended finite)``. Returns the first that
+    did not end finite (the rest are dropped), or ``None``."""
+    while len(pending) > keep:
+        chunk = pending.pop(0)
+        if not bool(chunk[3]):
+            pending.clear()
+            return chunk
+    return None

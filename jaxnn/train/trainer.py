@@ -220,7 +220,7 @@ class Trainer(Streaming):
             functools.partial(_evaluated, self.programs.evaluate_sums), ("batch_size",)
         )
         self._predict = _Compiled(self.programs.predict_batches, ("batch_size",))
-        self._chunk = _Compiled(self.programs.chunk, ("policy",))
+        self._chunk = _Compiled(self._run_chunk, ("policy",))
         if configuration is not None:
             _EARLIER[configuration] = self
             if len(_EARLIER) > _EARLIER_SIZE:
@@ -359,6 +359,29 @@ class Trainer(Streaming):
         new_state, sums = self.programs.step(state, x, y, weight, ones, key)
         return new_state, finish(sums)
 
+    def _run_chunk(
+        self,
+        state: TrainState,
+        batches: tuple,
+        start: jax.Array,
+        dropout_key: PRNGKey,
+        guard: Any,
+        *,
+        policy: str | None,
+    ) -> tuple:
+        """Streamed steps, as ``programs.chunk``; under the policy ``"watch"`` the
+        steps run unguarded and the guard's place holds whether the chunk ended with a
+        finite loss sum and state (see :meth:`_run_plan`)."""
+        if policy != "watch":
+            return self.programs.chunk(state, batches, start, dropout_key, guard, policy)
+        state, _, sums = self.programs.chunk(state, batches, start, dropout_key)
+        return state, _ends_finite(state, sums), sums
+
+    def _watches(self, policy: str | None) -> bool:
+        """Whether ``policy`` runs unguarded steps with a finite check at the end (see
+        :meth:`_run_plan`): ``"raise"``, unless a dynamic loss scale decides steps."""
+        return policy == "raise" and not isinstance(self.optimizer, precision_lib.DynamicLossScale)
+
     # -- whole epochs
 
     def _run_epochs(
@@ -392,9 +415,7 @@ class Trainer(Streaming):
             )
             # Under "watch" the steps run unguarded; the epoch ends finite if its loss
             # sum and its final state are (non-finite values stay so: see _run_plan).
-            finite = jnp.isfinite(sums["loss"]) & jnp.all(
-                finite_leaves((state.params, state.opt_state, state.model_state))
-            )
+            finite = _ends_finite(state, sums)
             logs = finish(sums)
             if val is not None:
                 val_sums = self.programs.evaluate_sums(
@@ -755,7 +776,7 @@ class Trainer(Streaming):
                 policy=policy,
             )
 
-        if plan.policy != "raise" or isinstance(self.optimizer, precision_lib.DynamicLossScale):
+        if not self._watches(plan.policy):
             return run(plan.policy)
         new_state, logs, facts, _ = run("watch")
         if np.all(jax.device_get(facts["finite"])[:count]):
@@ -1193,6 +1214,13 @@ def _network(first: Any, *args: Any, **kwargs: Any) -> tuple[Params, int]:
     :class:`TrainState`, or the params themselves)."""
     del args, kwargs
     return (first.params if isinstance(first, TrainState) else first), 1
+
+
+def _ends_finite(state: TrainState, sums: dict) -> jax.Array:
+    """Whether steps ended with a finite loss sum, params, optimizer and model state:
+    a NaN or Inf met on the way stays in one of them (see ``Trainer._run_plan``)."""
+    kept = (state.params, state.opt_state, state.model_state)
+    return jnp.isfinite(sums["loss"]) & jnp.all(finite_leaves(kept))
 
 
 def _Compiled(fn: Callable, static_argnames: Sequence[str] = ()) -> Compiled:
