@@ -61,6 +61,7 @@ def _core_impls(workload: str, quick: bool) -> list:
 
         ref, ours = seed.reference(c.SEED_EPOCHS), seed.jaxnn_fit(c.SEED_EPOCHS)
         numpy_fit, shown = seed.jaxnn_fit_numpy(c.SEED_EPOCHS), seed.jaxnn_fit_shown(c.SEED_EPOCHS)
+        unguarded = seed.jaxnn_fit(c.SEED_EPOCHS, on_nonfinite="ignore")
         return [
             c.Timed(
                 "pure JAX: lax.scan over all steps, one program",
@@ -76,6 +77,11 @@ def _core_impls(workload: str, quick: bool) -> list:
             c.Timed(
                 "jaxnn: Trainer.fit, NumPy data, verbose=1",
                 lambda: jax.block_until_ready(shown()),
+                c.SEED_STEPS,
+            ),
+            c.Timed(
+                "jaxnn: Trainer.fit, no NaN/Inf check (on_nonfinite='ignore')",
+                lambda: jax.block_until_ready(unguarded()),
                 c.SEED_STEPS,
             ),
             *pure_jax.seed(),

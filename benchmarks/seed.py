@@ -79,12 +79,13 @@ def reference(epochs: int):
     return lambda: train(params, opt_state, jax.random.key(1), x, y)
 
 
-def jaxnn_fit(epochs: int):
+def jaxnn_fit(epochs: int, **settings):
+    """``fit(verbose=0)`` on device arrays; ``settings`` go to ``fit``."""
     model = nn.Sequential(nn.Dense(HIDDEN, "relu"), nn.Dense(1, "sigmoid"))
     trainer = nn.Trainer(model, "binary_crossentropy", "adam", metrics=["accuracy"])
     x, y = data()
     state = trainer.init(jax.random.key(0), x)
-    return lambda: trainer.fit(state, x, y, epochs=epochs, batch_size=BATCH, verbose=0)
+    return lambda: trainer.fit(state, x, y, epochs=epochs, batch_size=BATCH, verbose=0, **settings)
 
 
 def jaxnn_fit_shown(epochs: int):
