@@ -226,6 +226,28 @@ def test_verbose_output(key, capsys):
     assert "Epoch 1/2" in out and "10/10" in out and "accuracy" in out
 
 
+def test_a_shown_fit_groups_epochs_by_an_earlier_fit_of_the_same_program(key, capsys):
+    """Progress shows the epochs in groups of about 0.2 s: the first group is one
+    epoch, unless a fit of the same program (here a silent one) timed its epochs;
+    then all 8 tiny epochs run in one dispatch, as silently."""
+    x, y = tutorial_data()
+    model = nn.Sequential(nn.Dense(7, "relu"), nn.Dense(1, "sigmoid"))  # its own programs
+    trainer = nn.Trainer(model, "binary_crossentropy", "adam")
+    state = trainer.init(key, x)
+    groups = []
+    run_plan = trainer._run_plan
+    trainer._run_plan = lambda s, plan, count, capacity: (
+        groups.append(count) or run_plan(s, plan, count, capacity)
+    )
+    trainer.fit(state, x, y, epochs=8, batch_size=10, verbose=2)
+    assert groups[0] == 1 and sum(groups) == 8
+    groups.clear()
+    trainer.fit(state, x, y, epochs=8, batch_size=10, verbose=0)
+    trainer.fit(state, x, y, epochs=8, batch_size=10, verbose=2)
+    assert groups == [8, 8]
+    assert capsys.readouterr().out.count("Epoch 8/8") == 2
+
+
 def test_predict_matches_apply_and_batching(key):
     x, _ = tutorial_data(23)
     trainer = TUTORIAL

@@ -213,6 +213,9 @@ class Trainer(Streaming):
         )
         self._checked: set = set()
         self._inits: dict = {}
+        # Seconds per epoch of the compiled fit programs, by data and settings: a
+        # shown fit's first group is sized from it (see _fit_whole).
+        self._epoch_seconds: dict = {}
         self._step = _Compiled(self._train_step)
         self._run = _Compiled(self._run_epochs, ("capacity", "batch_size", "shuffle", "policy"))
         self._evaluate = _Compiled(self.programs.evaluate_sums, ("batch_size",))
@@ -786,8 +789,9 @@ class Trainer(Streaming):
     def _fit_whole(self, state: TrainState, plan: _Plan) -> tuple[TrainState, History]:
         """The epochs as one program: in one dispatch when silent; else in groups
         that grow until each takes about :data:`_GROUP_SECONDS`, the epochs of a group
-        shown when it ends. A bad step freezes the state there; the host learns of it
-        at the end of its group."""
+        shown when it ends (the first group one epoch, or, when an earlier fit timed
+        this program's epochs, as many as fit in that time). A bad step freezes the
+        state there; the host learns of it at the end of its group."""
         where = "Trainer.fit"
         if not plan.epochs:
             return state, History()
@@ -797,7 +801,10 @@ class Trainer(Streaming):
             validation=plan.val is not None, state=state, x=plan.data.x, y=plan.data.y
         )
         history: dict[str, list[np.ndarray]] = {}
-        done, count = 0, plan.epochs if plan.verbose == 0 else 1
+        timing = (plan.examples, plan.batch_size, plan.shuffle, plan.val is not None, capacity)
+        known = self._epoch_seconds.get(timing)
+        count = 1 if known is None else max(1, int(_GROUP_SECONDS / max(known, 1e-9)))
+        done, count = 0, plan.epochs if plan.verbose == 0 else count
         while done < plan.epochs:
             count = min(count, plan.epochs - done)
             programs, previous = self._run._cache_size(), count
@@ -825,6 +832,8 @@ class Trainer(Streaming):
             count = max(1, int(_GROUP_SECONDS * count / max(seconds, 1e-9)))
             if self._run._cache_size() != programs:
                 count = min(count, 4 * previous)
+            else:  # no compiling in it: a time per epoch for later fits
+                self._epoch_seconds[timing] = seconds / previous
             if jax.process_count() > 1:
                 # Every process must dispatch the same groups, and their timings differ:
                 # one epoch at a time, as all processes agree.
@@ -1148,6 +1157,7 @@ _COMPILED = (
     "programs",
     "_checked",
     "_inits",
+    "_epoch_seconds",
     "_step",
     "_run",
     "_evaluate",
