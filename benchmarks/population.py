@@ -7,8 +7,8 @@ the implementations alternated within each repeat so that a shared machine's dri
 hits all alike, each run ending in ``block_until_ready``; medians are reported.
 
 * ``jaxnn``: ``population.fit(..., member_data=True)`` with ``metrics=["accuracy"]``,
-  as users write it: all epochs in one program. ``jaxnn_no_metrics``: the same
-  without the metric.
+  as users write it: one compiled program, called once per 32 epochs (4 calls,
+  dispatched back to back). ``jaxnn_no_metrics``: the same without the metric.
 * ``flax_loop``: the peer pattern, Flax linen's documented one: a
   ``flax.training.train_state.TrainState`` per member (``jax.vmap`` of ``create``),
   ``jax.jit(jax.vmap(train_step))`` called 1000 times from a Python loop, every
@@ -40,7 +40,15 @@ variant in a fresh process, with its peak resident memory:
 * ``separate_fits``: 64 ``Trainer.fit`` runs, one per member (equal trainers share
   their compiled programs, so this compiles 4 times).
 
+With ``--only-kernel-gradient``, the first ``Dense`` layer's kernel gradient alone
+(what XLA's CPU backend ran slowest in a profile of ``population.fit``): the batched
+product ``(1024, 10, 4) x (1024, 10, 32) -> (1024, 4, 32)`` written several ways, each
+in a jitted ``lax.scan`` of 1000; then ``Dense``'s gradient with and without its
+transposed copy of the input (``jaxnn.layers.dense.SMALL_INPUT``) for inputs of
+several sizes, one network or vmapped over members, which sets that threshold.
+
     python benchmarks/population.py [--quick] [--json PATH] [--no-scaling] [--no-sweep]
+    python benchmarks/population.py --only-kernel-gradient
 """
 
 from __future__ import annotations
@@ -321,6 +329,122 @@ def scaling(sizes: list[int], epochs: int, repeats: int) -> list[dict]:
     return rows
 
 
+# ------------------------------------------------------------------ kernel gradient
+
+
+def _kernel_gradients() -> dict[str, Callable]:
+    """Ways to write ``x^T g`` per member, ``x: (m, b, i)``, ``g: (m, b, o)``."""
+    dims = (((1,), (1,)), ((0,), (0,)))  # contract the batch axis, batch the members
+    swap = lambda a: jnp.swapaxes(a, 1, 2)
+    barrier = jax.lax.optimization_barrier
+    return {
+        "dot_general (what autodiff writes)": lambda x, g: jax.lax.dot_general(x, g, dims),
+        "einsum mbi,mbo->mio": lambda x, g: jnp.einsum("mbi,mbo->mio", x, g),
+        "precision=HIGHEST, f32 result": lambda x, g: jax.lax.dot_general(
+            x, g, dims, precision=jax.lax.Precision.HIGHEST, preferred_element_type=jnp.float32
+        ),
+        "g^T x, then transposed": lambda x, g: swap(jnp.einsum("mbo,mbi->moi", g, x)),
+        "vmap of x.T @ g": jax.vmap(lambda x, g: x.T @ g),
+        "x transposed, no barrier": lambda x, g: jnp.matmul(swap(x), g),
+        "g transposed behind a barrier": lambda x, g: swap(jnp.matmul(barrier(swap(g)), x)),
+        "x transposed behind a barrier": lambda x, g: jnp.matmul(barrier(swap(x)), g),
+    }
+
+
+def _scan_seconds(fn: Callable, args: tuple, length: int, repeats: int) -> float:
+    """Median seconds of a jitted ``lax.scan`` calling ``fn(*args)`` ``length`` times,
+    each call's input shifted by the carry so that XLA cannot hoist it."""
+
+    @jax.jit
+    def run(first, *rest):
+        def body(c, _):
+            out = fn(first + c, *rest)
+            return c + 1e-9 * jnp.sum(out), None
+
+        return jax.lax.scan(body, jnp.zeros((), first.dtype), None, length=length)[0]
+
+    seconds, _ = timed(lambda: run(*args), repeats)
+    return seconds
+
+
+def _dense_kernel_grad(members: int, rows: int, fin: int, fout: int, threshold: int, repeats: int):
+    """Seconds per step of ``Dense``'s kernel gradient with ``SMALL_INPUT = threshold``."""
+    from jaxnn.layers import dense
+
+    dense.SMALL_INPUT = threshold  # read when the layer is traced, below
+    layer = nn.Dense(fout)
+    x = jax.random.normal(jax.random.key(0), (members, rows, fin))
+    kernel = jax.random.normal(jax.random.key(1), (members, fin, fout))
+
+    def grad(kernel, x):
+        params = {"kernel": kernel, "bias": jnp.zeros(fout)}
+        loss = lambda p: jnp.sum(layer.apply(p, {}, x)[0] ** 2)
+        return jax.grad(loss)(params)["kernel"]
+
+    steps = 200
+    fn = jax.vmap(grad) if members > 1 else lambda k, x: grad(k[0], x[0])
+    return _scan_seconds(fn, (kernel, x), steps, repeats) / steps
+
+
+KERNEL_SIZES = [
+    (1, 10, 4, 32),
+    (1, 128, 32, 64),
+    (1, 256, 64, 64),
+    (1, 256, 784, 512),
+    (1024, 10, 4, 32),
+    (1024, 10, 4, 2),
+    (1024, 10, 4, 1),
+    (1024, 10, 32, 32),
+    (1024, 10, 32, 8),
+    (1024, 10, 32, 1),
+    (1024, 32, 32, 32),
+    (256, 64, 32, 32),
+    (64, 128, 32, 64),
+    (64, 128, 16, 4),
+    (64, 64, 64, 64),
+    (64, 128, 64, 64),
+    (64, 256, 64, 64),
+    (8, 256, 64, 64),
+]
+"""``(members, rows, in_features, features)`` of the threshold table."""
+
+
+def kernel_gradient(repeats: int) -> dict:
+    from jaxnn.layers import dense
+
+    members, steps = 1024, 1000
+    x = jax.random.normal(jax.random.key(0), (members, BATCH, FEATURES))
+    g = jax.random.normal(jax.random.key(1), (members, BATCH, HIDDEN))
+    shapes = f"({members}, {BATCH}, {FEATURES}) x ({members}, {BATCH}, {HIDDEN})"
+    print(f"x^T g, {shapes}, a scan of {steps}:")
+    variants = {}
+    for name, fn in _kernel_gradients().items():
+        variants[name] = _scan_seconds(fn, (x, g), steps, repeats)
+        print(f"  {name:<36} {variants[name]:7.3f} s", flush=True)
+    print(
+        "Dense's kernel gradient, ms a step, plain / with the transposed copy (Dense "
+        f"takes it for inputs of up to {dense.SMALL_INPUT} elements and "
+        f"{dense.FEW_IN_FEATURES} features, into more than one):"
+    )
+    sizes = []
+    default = dense.SMALL_INPUT
+    try:
+        for m, rows, fin, fout in KERNEL_SIZES:
+            plain = _dense_kernel_grad(m, rows, fin, fout, 0, repeats)
+            copy = _dense_kernel_grad(m, rows, fin, fout, 2**62, repeats)
+            sizes.append(
+                {"members": m, "x": [rows, fin], "features": fout, "plain_s": plain, "copy_s": copy}
+            )
+            print(
+                f"  {m:>5} x ({rows}, {fin}) -> {fout}: {rows * fin:>6} elements each  "
+                f"{plain * 1e3:8.3f} / {copy * 1e3:8.3f} ms  {plain / copy:5.2f}x",
+                flush=True,
+            )
+    finally:
+        dense.SMALL_INPUT = default
+    return {"variants": variants, "sizes": sizes}
+
+
 # ------------------------------------------------------------------ architecture sweep
 
 SWEEP_WIDTHS = (8, 16, 32, 64)
@@ -446,6 +570,11 @@ def main() -> None:
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling runs")
     parser.add_argument("--no-sweep", action="store_true", help="skip the architecture sweep")
     parser.add_argument("--only-sweep", action="store_true", help="run the sweep rows only")
+    parser.add_argument(
+        "--only-kernel-gradient",
+        action="store_true",
+        help="time the first Dense layer's kernel gradient alone, written several ways",
+    )
     parser.add_argument("--one-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--sweep-variant", choices=list(SWEEP_VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -458,6 +587,12 @@ def main() -> None:
         return
     if args.sweep_variant:
         print(json.dumps(sweep_variant(args.sweep_variant, epochs)))
+        return
+    if args.only_kernel_gradient:
+        results = {"kernel_gradient": kernel_gradient(3 if args.quick else 5)}
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=2)
         return
     if args.only_sweep:
         results = {"sweep": sweep_rows(epochs, 1 if args.quick else 3)}

@@ -190,3 +190,40 @@ def test_kernel_gradient_matches_numpy_in_both_modes_and_under_vmap(shape, rng, 
     # The input's gradient is untouched: g @ kernel^T.
     x_grad = jax.grad(objective, argnums=1)(kernel, x)
     np.testing.assert_allclose(x_grad, g @ np.asarray(kernel, np.float64).T, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("shape", "features", "transposed"),
+    [((10, 4), 5, True), ((2, 5, 4), 5, True), ((2**13, 4), 5, False), ((10, 4), 1, False)],
+    ids=["small", "3d", "large", "one-feature"],
+)
+def test_small_inputs_take_the_kernel_tangent_from_a_transposed_copy(
+    shape, features, transposed, rng, key
+):
+    # A small input (at most SMALL_INPUT elements and FEW_IN_FEATURES features, into
+    # more than one feature) gives the kernel's tangent from a copy of x laid out
+    # (in_features, rows), kept behind an optimization barrier; others the plain
+    # product. Either way a jvp in both inputs is x dW + dx W, and the rule is itself
+    # differentiable: forward over reverse gives the Hessian-vector product x^T x V.
+    from jaxnn.layers.dense import FEW_IN_FEATURES, SMALL_INPUT
+
+    small = np.prod(shape) <= SMALL_INPUT and shape[-1] <= FEW_IN_FEATURES
+    assert (small and features > 1) == transposed
+    layer = jaxnn.Dense(features)
+    x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+    params, state = layer.init(key, x)
+    kernel = params["kernel"]
+    apply = lambda x, kernel: layer.apply({**params, "kernel": kernel}, state, x)[0]
+    grad = jax.grad(lambda kernel: jnp.sum(apply(x, kernel) ** 2) / 2)
+    assert ("optimization_barrier" in str(jax.make_jaxpr(grad)(kernel))) == transposed
+
+    dx = jnp.asarray(rng.normal(size=shape), jnp.float32)
+    dk = jnp.asarray(rng.normal(size=(4, features)), jnp.float32)
+    y, dy = jax.jvp(apply, (x, kernel), (dx, dk))
+    x64, dx64 = np.asarray(x, np.float64), np.asarray(dx, np.float64)
+    kernel64, dk64 = np.asarray(kernel, np.float64), np.asarray(dk, np.float64)
+    rows = x64.reshape(-1, 4)
+    np.testing.assert_allclose(y, reference(x, params), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dy, x64 @ dk64 + dx64 @ kernel64, rtol=1e-5, atol=1e-4)
+    _, hvp = jax.jvp(grad, (kernel,), (dk,))
+    np.testing.assert_allclose(hvp, rows.T @ rows @ dk64, rtol=1e-4, atol=1e-2)

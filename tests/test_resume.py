@@ -17,6 +17,7 @@ import pytest
 
 import jaxnn as nn
 from jaxnn import checkpoint, population
+from jaxnn.population import fitting
 from tests.exact import assert_same
 
 # One program for the subprocesses and for this process: the same data, model and fit.
@@ -157,6 +158,33 @@ def test_exact_resume_in_a_new_process_and_determinism(other_process):
     pop_straight = load("pop_straight", members)
     assert_bit_identical(pop_resumed, pop_straight)
     assert pop_straight.step.tolist() == [70] * 4  # 50 examples, 7 batches, 10 epochs
+
+
+def test_population_epochs_split_or_shown_run_one_program(monkeypatch):
+    """A population's epochs give the same bits run silently in one go, epoch by epoch
+    (verbose=2) or split in two fits (as a resume does), and across the calls a long
+    fit is cut into: every fit runs one compiled program, the number of epochs an
+    argument. (Two programs differing only in their epoch loop's trip count, one and
+    several, rounded differently: the resumed population above then failed.)"""
+    trainer, x, y = (common()[k] for k in ("trainer", "x", "y"))
+    members = common()["initial_members"]()
+    fit = lambda states, epochs, verbose=0: population.fit(
+        trainer, states, x, y, epochs=epochs, batch_size=8, verbose=verbose
+    )
+    straight, history = fit(members, 3)
+    split = fit(fit(members, 1).state, 2).state
+    assert_bit_identical(split, straight)
+    shown, shown_history = fit(members, 3, verbose=2)
+    assert_bit_identical(shown, straight)
+    assert_same(shown_history["loss"], history["loss"])
+
+    # Calls of at most 2 epochs: a 5-epoch fit takes 3, its logs joined in order.
+    monkeypatch.setattr(fitting, "EPOCHS_PER_CALL", 2)
+    cut, cut_history = fit(members, 5)
+    assert cut_history["loss"].shape == (4, 5)
+    shown, shown_history = fit(members, 5, verbose=2)
+    assert_bit_identical(cut, shown)
+    assert_same(cut_history["loss"], shown_history["loss"])
 
 
 def test_surviving_sigkill_during_training_and_saves(other_process):

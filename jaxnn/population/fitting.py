@@ -157,6 +157,7 @@ def _member_epochs(
     carry: _Carry,
     data: Data,
     val: Data | None,
+    count: jax.Array | None = None,
     *,
     epochs: int,
     batch_size: int,
@@ -166,7 +167,14 @@ def _member_epochs(
 ) -> tuple[_Carry, dict[str, jax.Array]]:
     """``epochs`` epochs of one member, with masked early stopping and
     reduce-on-plateau and, when ``bad_epoch`` is carried, a stop at the first epoch
-    whose loss or state is not finite."""
+    whose loss or state is not finite.
+
+    With ``count`` (a traced int32, at most ``epochs``) it runs ``count`` epochs and
+    ``epochs`` is only the logs' capacity: the first ``count`` of each log are
+    filled. XLA then cannot see the trip count, so it never removes the loop of a
+    one-epoch call: the epoch compiles the same whether its program runs one epoch
+    (``verbose > 0``) or all of them, and a run split into calls (resumed from a
+    checkpoint) rounds exactly as a straight one."""
     p = trainer.programs
 
     def one_epoch(carry: _Carry, _: None) -> tuple[_Carry, dict[str, jax.Array]]:
@@ -177,7 +185,17 @@ def _member_epochs(
             logs.update({f"val_{k}": v for k, v in finish(val_sums).items()})
         return _epoch_end(carry, new_state, logs, stopping, plateau)
 
-    return jax.lax.scan(one_epoch, carry, None, length=epochs)
+    if count is None:
+        return jax.lax.scan(one_epoch, carry, None, length=epochs)
+
+    def body(i: jax.Array, loop: tuple) -> tuple:
+        carry, out = loop
+        carry, logs = one_epoch(carry, None)
+        return carry, jax.tree.map(lambda whole, one: whole.at[i].set(one), out, logs)
+
+    shapes = jax.eval_shape(one_epoch, carry, None)[1]
+    out = jax.tree.map(lambda s: jnp.zeros((epochs, *s.shape), s.dtype), shapes)
+    return jax.lax.fori_loop(0, count, body, (carry, out))
 
 
 def _run(
@@ -186,6 +204,7 @@ def _run(
     data: Data,
     val: Data | None,
     weighting: tuple[jax.Array, jax.Array] | None = None,
+    count: jax.Array | None = None,
     *,
     epochs: int,
     batch_size: int,
@@ -199,7 +218,9 @@ def _run(
 ) -> tuple[_Carry, dict[str, jax.Array]]:
     """Every member's epochs. ``weighting`` is ``None`` or ``(tables, labels)``:
     ``(members, classes)`` class weights (traced) and each training example's class,
-    ``(examples,)`` or, with ``member_data``, ``(members, examples)``."""
+    ``(examples,)`` or, with ``member_data``, ``(members, examples)``. With ``count``
+    (traced), ``count`` epochs run and ``epochs`` is the logs' capacity (see
+    ``_member_epochs``)."""
 
     def member(args: tuple) -> tuple:
         member_carry, own, table, own_labels = args
@@ -212,6 +233,7 @@ def _run(
             member_carry,
             d,
             v,
+            count,
             epochs=epochs,
             batch_size=batch_size,
             shuffle=shuffle,
@@ -518,6 +540,11 @@ def fit(
     stop applied at each epoch's end. ``shuffle`` does not apply (the order is the
     stream's), and the validation data, if any, are arrays.
 
+    With arrays, the program takes the number of epochs it runs as an argument (up
+    to 32 a call; more are several calls, dispatched back to back), so a silent fit,
+    one shown epoch by epoch and one resumed from a checkpoint all run the same
+    compiled program, and agree bit for bit.
+
     Args:
         trainer: the :class:`~jaxnn.Trainer` the members share.
         states: a stacked state from :func:`~jaxnn.population.init`.
@@ -683,13 +710,17 @@ def fit(
         epoch=jnp.zeros((n,), jnp.int32),
         plateau=None if plateau is None else plateau.rule().init((n,), jnp),
     )
+    # One compiled program runs k <= EPOCHS_PER_CALL epochs (k is traced), whatever
+    # `epochs` is: a run shown epoch by epoch, a silent one and one resumed from a
+    # checkpoint execute the same program, so they agree bit for bit.
     run = lambda c, k: _run_jit(
         trainer,
         c,
         data,
         val,
         weighting,
-        epochs=k,
+        np.int32(k),
+        epochs=EPOCHS_PER_CALL,
         batch_size=batch_size,
         shuffle=shuffle,
         stopping=stopping,
@@ -716,8 +747,7 @@ def fit(
         )
         carry, history = _fit_per_epoch(run, carry, epochs, verbose, n)
     elif verbose == 0:
-        carry, logs = run(carry, epochs) if epochs else (carry, {})
-        history = {k: np.asarray(v) for k, v in jax.device_get(logs).items()}
+        carry, history = _fit_silent(run, carry, epochs)
     else:
         carry, history = _fit_per_epoch(run, carry, epochs, verbose, n)
     if carry.bad_epoch is not None:
@@ -728,6 +758,33 @@ def fit(
         if stopping.restore:
             states = carry.best_state
     return FitResult(states, History(history))
+
+
+EPOCHS_PER_CALL = 32
+"""The epochs one call of ``fit``'s compiled program runs at most (and its logs
+hold). The number it runs is an argument, not part of the program, so that every
+``fit`` of a population (silent or not, straight or resumed, of any ``epochs``)
+runs the same program: XLA's arithmetic may differ between two programs, even ones
+that differ only in a loop's trip count (a one-epoch program's loop is removed), so
+a resumed run would not match a straight one bit for bit."""
+
+
+def _fit_silent(run: Any, carry: _Carry, epochs: int) -> tuple[_Carry, dict[str, np.ndarray]]:
+    """All epochs, in calls of up to :data:`EPOCHS_PER_CALL` dispatched back to back
+    (100 epochs: 4 calls), their logs read once at the end."""
+    parts = []
+    for done in range(0, epochs, EPOCHS_PER_CALL):
+        count = min(EPOCHS_PER_CALL, epochs - done)
+        carry, logs = run(carry, count)
+        parts.append((count, logs))
+    parts = jax.device_get(parts)
+    if not parts:
+        return carry, {}
+    names = parts[0][1]
+    return carry, {
+        name: np.concatenate([np.asarray(logs[name])[:, :count] for count, logs in parts], 1)
+        for name in names
+    }
 
 
 def _fit_per_epoch(
