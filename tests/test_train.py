@@ -2,6 +2,7 @@
 
 import sys
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -246,6 +247,29 @@ def test_a_shown_fit_groups_epochs_by_an_earlier_fit_of_the_same_program(key, ca
     trainer.fit(state, x, y, epochs=8, batch_size=10, verbose=2)
     assert groups == [8, 8]
     assert capsys.readouterr().out.count("Epoch 8/8") == 2
+
+
+def test_silent_shown_and_per_epoch_fits_run_one_program_and_agree_bit_for_bit(key, capsys):
+    """Every in-memory fit of a Trainer on data of one shape runs one compiled
+    program (the epoch count is an argument): silent, shown in groups, epoch by epoch
+    with a callback, and for any number of epochs; so they agree bit for bit."""
+    x, y = tutorial_data()
+    model = nn.Sequential(nn.Dense(6, "relu"), nn.Dense(1, "sigmoid"))  # its own programs
+    trainer = nn.Trainer(model, "binary_crossentropy", "adam", metrics=["accuracy"])
+    state = trainer.init(key, x)
+    fit = dict(epochs=5, batch_size=10)
+    silent, silent_history = trainer.fit(state, x, y, verbose=0, **fit)
+    shown, _ = trainer.fit(state, x, y, verbose=2, **fit)
+    noop = [lambda epoch, logs: None]
+    each, each_history = trainer.fit(state, x, y, verbose=0, callbacks=noop, **fit)
+    three, _ = trainer.fit(state, x, y, verbose=0, epochs=3, batch_size=10)
+    more, _ = trainer.fit(three, x, y, verbose=0, epochs=2, batch_size=10)
+    for other in (shown, each, more):
+        chex.assert_trees_all_equal(other.params, silent.params)
+        chex.assert_trees_all_equal(other.opt_state, silent.opt_state)
+    for name in ("loss", "accuracy"):
+        np.testing.assert_array_equal(each_history[name], silent_history[name])
+    assert trainer._run._cache_size() == 1
 
 
 def test_predict_matches_apply_and_batching(key):

@@ -656,9 +656,8 @@ class Trainer(Streaming):
         # epochs run as one program, in one dispatch or, to show progress, in groups.
         if not plan.callbacks and plan.checkpoints is None and plan.val_stream is None:
             return FitResult(*self._fit_whole(state, plan))
-        return FitResult(
-            *self._fit_per_epoch(state, plan, lambda s, _: self._run_plan(s, plan, 1, 1))
-        )
+        one = lambda s, _: self._run_plan(s, plan, 1, _EPOCHS_PER_CALL)
+        return FitResult(*self._fit_per_epoch(state, plan, one))
 
     def _plan(self, state: TrainState, x: Any, y: Any, **settings: Any) -> _Plan:
         """Checks ``fit``'s arguments and puts the data on the device."""
@@ -795,7 +794,7 @@ class Trainer(Streaming):
         where = "Trainer.fit"
         if not plan.epochs:
             return state, History()
-        capacity = _capacity(plan.epochs)
+        capacity = _EPOCHS_PER_CALL
         progress = Progress(plan.verbose, plan.epochs, -(-plan.examples // plan.batch_size))
         names = self.log_names(
             validation=plan.val is not None, state=state, x=plan.data.x, y=plan.data.y
@@ -806,7 +805,7 @@ class Trainer(Streaming):
         count = 1 if known is None else max(1, int(_GROUP_SECONDS / max(known, 1e-9)))
         done, count = 0, plan.epochs if plan.verbose == 0 else count
         while done < plan.epochs:
-            count = min(count, plan.epochs - done)
+            count = min(count, plan.epochs - done, capacity)
             programs, previous = self._run._cache_size(), count
             start = time.perf_counter()
             new_state, logs, facts, guard = self._run_plan(state, plan, count, capacity)
@@ -834,6 +833,8 @@ class Trainer(Streaming):
                 count = min(count, 4 * previous)
             else:  # no compiling in it: a time per epoch for later fits
                 self._epoch_seconds[timing] = seconds / previous
+            if plan.verbose == 0:
+                count = plan.epochs  # as many as a call holds
             if jax.process_count() > 1:
                 # Every process must dispatch the same groups, and their timings differ:
                 # one epoch at a time, as all processes agree.
@@ -1138,15 +1139,14 @@ _GROUP_SECONDS = 0.2
 (after a first epoch alone), and shows each group's epochs as it ends."""
 
 
-def _capacity(epochs: int) -> int:
-    """The epochs one compiled ``fit`` program holds: ``epochs`` rounded up to a power
-    of two, so that fits of 60, 100 or 128 epochs share one program.
-
-    Example:
-        >>> _capacity(1), _capacity(100), _capacity(128)
-        (1, 128, 128)
-    """
-    return 1 << (epochs - 1).bit_length()
+_EPOCHS_PER_CALL = 128
+"""The epochs one call of ``fit``'s compiled program runs at most (and its logs
+hold). The number it runs is an argument, so every in-memory ``fit`` of a Trainer
+on data of one shape runs one program: silent (more epochs are several calls), shown
+in groups, epoch by epoch with callbacks or checkpoints, or resumed. XLA may round
+two programs differently even where they differ only in a loop's length (the loop
+of a one-epoch program is removed), so one program is what makes these agree bit
+for bit."""
 
 
 _EARLIER: collections.OrderedDict = collections.OrderedDict()
