@@ -1,9 +1,12 @@
 """Bit-exact comparisons, where XLA promises them.
 
-On the CPU, XLA rounds the same arithmetic the same way in every program and every
-process, so the suite asserts bit-exact equality where jaxnn promises it: a resumed run
-and an uninterrupted one, a population member and the network alone, a streamed batch
-and the same batch from memory. GPU compilers choose fusions and matrix-product
+On the CPU, XLA rounds one program the same way in every run and every process, and
+jaxnn arranges for the runs it promises equal to execute the same programs (a fit's
+epoch count is an argument, not part of its program: two programs that differ only
+in a loop's length were seen to round differently), so the suite asserts bit-exact
+equality where jaxnn promises it: a resumed run and an uninterrupted one, a
+population member and the network alone, a streamed batch and the same batch from
+memory. GPU compilers choose fusions and matrix-product
 algorithms per program (by autotuning, per process), so two programs doing the same
 arithmetic may differ in the last bit of float32: on other backends these comparisons
 allow a few units in the last place instead. (``XLA_FLAGS=--xla_gpu_deterministic_ops=true``,
