@@ -9,7 +9,12 @@ hand. Reports compile time and steady-state steps per second (the median over
 repeats of a timed run of steps, each ended with ``block_until_ready``; the two
 versions alternate between repeats so that drift hits both alike).
 
-    python benchmarks/cnn.py [--quick] [--json PATH]
+``--pieces`` times instead each convolution and max-pool of the step alone, in its own
+jitted program: the forward pass, the input gradient and the kernel gradient of each
+convolution, the forward and backward pass of each pooling; jaxnn's layer against
+``lax`` (see benchmarks/README.md, "Convolutions on the CPU").
+
+    python benchmarks/cnn.py [--quick] [--pieces] [--json PATH]
 """
 
 from __future__ import annotations
@@ -119,10 +124,18 @@ def make_step(forward: Callable) -> tuple[Callable, optax.GradientTransformation
 class Runner:
     """One version of the network: its compiled step and its training state."""
 
-    def __init__(self, name: str, build: Callable, x: jax.Array, y: jax.Array):
+    def __init__(
+        self,
+        name: str,
+        build: Callable,
+        x: jax.Array,
+        y: jax.Array,
+        compiler_options: dict[str, str] | None = None,
+    ):
         self.name = name
         self.build = build
         self.x, self.y = x, y
+        self.compiler_options = compiler_options
         self.compile_samples: list[float] = []
         self.samples: list[float] = []
         self.compile()
@@ -133,7 +146,8 @@ class Runner:
         forward, self.params = self.build(self.x)
         step, tx = make_step(forward)
         self.opt_state = tx.init(self.params)
-        self.step = step.lower(self.params, self.opt_state, self.x, self.y).compile()
+        lowered = step.lower(self.params, self.opt_state, self.x, self.y)
+        self.step = lowered.compile(compiler_options=self.compiler_options)
         self.compile_samples.append(time.perf_counter() - start)
 
     def run(self, steps: int) -> float:
@@ -150,17 +164,122 @@ class Runner:
         return float(self.step(self.params, self.opt_state, self.x, self.y)[2])
 
 
+def _median_ms(fn: Callable, args: tuple, repeats: int) -> float:
+    """The median time of ``fn(*args)`` in ms, each call blocked, after one warm-up."""
+    jax.block_until_ready(fn(*args))
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        samples.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(samples)
+
+
+def _conv_programs(conv: Callable) -> dict[str, Callable]:
+    """The forward pass and the two gradients of ``conv(x, kernel)``, each jitted."""
+
+    def input_gradient(x, kernel, g):
+        return jax.vjp(lambda x: conv(x, kernel), x)[1](g)[0]
+
+    def kernel_gradient(x, kernel, g):
+        return jax.vjp(lambda kernel: conv(x, kernel), kernel)[1](g)[0]
+
+    return {
+        "forward": jax.jit(lambda x, kernel, g: conv(x, kernel)),
+        "input gradient": jax.jit(input_gradient),
+        "kernel gradient": jax.jit(kernel_gradient),
+    }
+
+
+def pieces(repeats: int) -> list[dict]:
+    """Each convolution and max-pool of the network alone: jaxnn's layer against lax.
+
+    Every program is jitted and timed on the same random inputs (a ReLU's output for
+    the pools, so that windows hold ties as in the network), jaxnn's version first.
+    """
+    rng = np.random.default_rng(0)
+
+    def normal(*shape: int) -> jax.Array:
+        return jnp.asarray(rng.normal(size=shape).astype(np.float32))
+
+    def lax_conv(x, kernel):
+        dn = ("NHWC", "HWIO", "NHWC")
+        return lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=dn)
+
+    def lax_pool(x):
+        return lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+    def pool_gradient(pool):
+        return jax.jit(lambda x, g: jax.vjp(pool, x)[1](g)[0])
+
+    rows = []
+    for name, shape, features in [
+        ("conv1", (BATCH, SIZE, SIZE, 1), 32),
+        ("conv2", (BATCH, SIZE // 2, SIZE // 2, 32), 64),
+    ]:
+        layer = Conv2D(features, 3, use_bias=False)
+        args = (normal(*shape), normal(3, 3, shape[-1], features), normal(*shape[:-1], features))
+        versions = {
+            "jaxnn": lambda x, kernel, layer=layer: layer.apply({"kernel": kernel}, {}, x)[0],
+            "lax": lax_conv,
+        }
+        for version, conv in versions.items():
+            for piece, program in _conv_programs(conv).items():
+                ms = _median_ms(program, args, repeats)
+                rows.append({"piece": f"{name} {piece}", "version": version, "ms": ms})
+    for name, shape in [
+        ("pool1", (BATCH, SIZE, SIZE, 32)),
+        ("pool2", (BATCH, SIZE // 2, SIZE // 2, 64)),
+    ]:
+        args = (
+            jax.nn.relu(normal(*shape)),
+            normal(shape[0], shape[1] // 2, shape[2] // 2, shape[3]),
+        )
+        layer = MaxPool2D(2)
+        versions = {"jaxnn": lambda x, layer=layer: layer.apply({}, {}, x)[0], "lax": lax_pool}
+        for version, pool in versions.items():
+            ms = _median_ms(pool_gradient(pool), args, repeats)
+            rows.append({"piece": f"{name} forward + gradient", "version": version, "ms": ms})
+    return rows
+
+
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few steps and repeats, for CI")
+    parser.add_argument(
+        "--pieces", action="store_true", help="time each convolution and pooling alone instead"
+    )
+    parser.add_argument(
+        "--compiler-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an XLA option for both steps' compilation (repeatable), e.g. "
+        "xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
+    )
     parser.add_argument("--json", help="write the results to this file")
     args = parser.parse_args()
     steps, repeats = (3, 2) if args.quick else (20, 7)
+    options = dict(option.split("=", 1) for option in args.compiler_option) or None
+    if args.pieces:
+        rows = pieces(3 if args.quick else 15)
+        print(f"cnn pieces: median ms of each jitted program ({jax.default_backend()})")
+        by_piece: dict[str, dict[str, float]] = {}
+        for row in rows:
+            by_piece.setdefault(row["piece"], {})[row["version"]] = row["ms"]
+        print(f"  {'':28} {'jaxnn':>8} {'lax':>8}")
+        for piece, ms in by_piece.items():
+            print(f"  {piece:28} {ms['jaxnn']:8.2f} {ms['lax']:8.2f}")
+        result = {"workload": "cnn-pieces", "rows": rows, "jax": jax.__version__}
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=2)
+        return result
 
     x, y = data()
     runners = [
-        Runner("hand-written lax", reference_model, x, y),
-        Runner("jaxnn", jaxnn_model, x, y),
+        Runner("hand-written lax", reference_model, x, y, options),
+        Runner("jaxnn", jaxnn_model, x, y, options),
     ]
     # Compile times: the median of fresh compilations after the first, which pays
     # XLA's one-time start-up costs (and would favour whichever version comes second).
@@ -190,6 +309,7 @@ def main() -> dict:
         "reference_steps_per_s": rate[ref.name],
         "jaxnn_steps_per_s": rate[ours.name],
         "ratio_jaxnn_over_reference": rate[ours.name] / rate[ref.name],
+        "compiler_options": options,
         "jax": jax.__version__,
         "backend": jax.default_backend(),
         "device": str(jax.devices()[0].device_kind),
@@ -198,6 +318,8 @@ def main() -> dict:
         f"cnn: LeNet-style, batch {BATCH}, Adam; {steps} steps per repeat, median of "
         f"{repeats} ({result['backend']}: {result['device']})"
     )
+    if options:
+        print(f"  compiler options: {options}")
     print(f"  {'':18} {'compile s':>10} {'steps/s':>10}")
     for r in runners:
         print(f"  {r.name:18} {compile_s[r.name]:10.2f} {rate[r.name]:10.2f}")

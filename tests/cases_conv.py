@@ -30,6 +30,8 @@ CASES = {
     "Conv2D": [
         Case("same_strided", lambda: conv.Conv2D(4, 3, strides=2), (2, 5, 5, 3)),
         Case("depthwise_valid", lambda: conv.Conv2D(3, 3, padding="VALID", groups=3), (2, 5, 5, 3)),
+        # One input channel: summed tap by tap on the CPU, not by XLA's convolution.
+        Case("one_channel", lambda: conv.Conv2D(4, 3, strides=(2, 1)), (2, 5, 6, 1)),
     ],
     "Conv3D": [
         Case("strided", lambda: conv.Conv3D(2, 2, strides=(1, 2, 2)), (2, 3, 4, 4, 2)),

@@ -5,12 +5,15 @@ share no code with ``jaxnn.layers.conv`` (the "SAME" rule is restated here from 
 definition: ``ceil(n / stride)`` outputs, the odd padding cell at the end).
 """
 
+import functools
 import itertools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import lax
 
 from jaxnn.core import LayerError
 from jaxnn.layers.conv import (
@@ -22,6 +25,8 @@ from jaxnn.layers.conv import (
     ConvTranspose1D,
     ConvTranspose2D,
     ConvTranspose3D,
+    _conv_taps,
+    _dimension_numbers,
 )
 
 # float32 convolutions of a few dozen terms each, against float64 loops: ~1e-6 relative
@@ -137,6 +142,11 @@ CONV_CASES = [
     ((1, 5, 5, 3), 6, (3, 3), (2, 2), "VALID", (1, 1), 3),  # depthwise, multiplier 2
     ((1, 5, 4, 6, 2), 3, (2, 3, 2), (1, 2, 2), "SAME", (1, 1, 2), 1),
     ((1, 4, 5, 4, 4), 2, (2, 2, 3), (2, 1, 1), ((1, 0), (0, 1), (1, 1)), (1, 2, 1), 2),
+    # One input channel: summed tap by tap on the CPU (_conv_taps).
+    ((2, 9, 1), 3, (3,), (1,), "CAUSAL", (2,), 1),
+    ((2, 7, 6, 1), 4, (3, 3), (1, 1), "SAME", (1, 1), 1),
+    ((2, 9, 8, 1), 3, (5, 4), (2, 1), ((2, 0), (1, 2)), (1, 2), 1),
+    ((1, 4, 5, 6, 1), 2, (2, 2, 3), (1, 2, 2), "VALID", (1, 1, 1), 1),
 ]
 
 
@@ -366,6 +376,110 @@ def test_jit_and_grad_through_the_layer():
     g = jax.jit(jax.grad(loss))(params)
     assert g["kernel"].shape == params["kernel"].shape
     assert bool(jnp.isfinite(g["kernel"]).all())
+
+
+# ------------------------------------------- one input channel: taps on the CPU
+
+TAPS_CASES = [
+    # (input shape, features, kernel, strides, (lo, hi) pads, dilation)
+    ((2, 7, 6, 1), 4, (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)),
+    ((2, 9, 8, 1), 3, (5, 5), (2, 1), ((2, 0), (1, 2)), (1, 2)),
+    ((2, 11, 1), 3, (3,), (1,), ((4, 0),), (2,)),
+    ((1, 4, 5, 6, 1), 2, (2, 2, 3), (1, 2, 2), ((0, 1), (0, 0), (1, 1)), (1, 1, 1)),
+    ((2, 6, 6, 1), 2, (3, 3), (1, 1), ((-1, 1), (2, -1)), (1, 1)),  # negative pads crop
+]
+
+
+def taps_and_plain(strides, pads, dilation):
+    """``_conv_taps`` and the ``lax.conv_general_dilated`` it stands for."""
+    taps = functools.partial(_conv_taps, strides=strides, pads=pads, dilation=dilation)
+    plain = functools.partial(
+        lax.conv_general_dilated,
+        window_strides=strides,
+        padding=pads,
+        rhs_dilation=dilation,
+        dimension_numbers=_dimension_numbers(len(strides)),
+    )
+    return taps, plain
+
+
+def value_and_derivatives(f, x, kernel):
+    """``f(x, kernel)``, its vjp for a fixed cotangent and its jvp for fixed tangents."""
+    y, vjp = jax.vjp(f, x, kernel)
+    cotangent = jnp.asarray(np.random.default_rng(2).normal(size=y.shape), y.dtype)
+    rng = np.random.default_rng(3)
+    tangents = tuple(jnp.asarray(rng.normal(size=a.shape), a.dtype) for a in (x, kernel))
+    return y, vjp(cotangent), jax.jvp(f, (x, kernel), tangents)[1]
+
+
+# Jitted for every case; eager (op by op, slower to compile) for the first two.
+TAPS_RUNS = [(c, True) for c in TAPS_CASES] + [(c, False) for c in TAPS_CASES[:2]]
+
+
+@pytest.mark.parametrize(
+    ("case", "jit"),
+    TAPS_RUNS,
+    ids=[f"{len(c[2])}d-{TAPS_CASES.index(c)}-{'jit' if j else 'eager'}" for c, j in TAPS_RUNS],
+)
+def test_one_channel_taps_equal_the_convolution(case, jit):
+    """Value, input and kernel gradients and jvp agree with XLA's convolution."""
+    shape, features, kernel_size, strides, pads, dilation = case
+    taps, plain = taps_and_plain(strides, pads, dilation)
+    x, kernel = data(shape), data((*kernel_size, 1, features), seed=1)
+    run = jax.jit(value_and_derivatives, static_argnums=0) if jit else value_and_derivatives
+    # Sums of at most 25 products (values), 2 * 11 * 9 (gradients): float32 rounding.
+    chex.assert_trees_all_close(run(taps, x, kernel), run(plain, x, kernel), **TOL)
+
+
+@pytest.mark.parametrize("case", TAPS_CASES[:3], ids=["2d", "2d-strided", "1d"])
+def test_one_channel_taps_equal_the_convolution_in_float64(case):
+    """In float64 the two agree to float64 rounding: the same sum in another order."""
+    shape, features, kernel_size, strides, pads, dilation = case
+    taps, plain = taps_and_plain(strides, pads, dilation)
+    rng = np.random.default_rng(0)
+    x, kernel = rng.normal(size=shape), rng.normal(size=(*kernel_size, 1, features))
+    with jax.enable_x64(True):
+        x, kernel = jnp.asarray(x, jnp.float64), jnp.asarray(kernel, jnp.float64)
+        got = jax.jit(value_and_derivatives, static_argnums=0)(taps, x, kernel)
+        want = value_and_derivatives(plain, x, kernel)
+        assert got[0].dtype == jnp.float64
+        chex.assert_trees_all_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_one_channel_taps_under_vmap():
+    """Kernels of an ensemble (vmap over members) give each member's own convolution."""
+    taps, plain = taps_and_plain((2, 1), ((1, 1), (0, 2)), (1, 1))
+    x, kernels = data((2, 7, 6, 1)), data((3, 3, 2, 1, 4), seed=1)
+    loss = lambda f: lambda k: jnp.sum(f(x, k) ** 2)
+    got = jax.vmap(jax.value_and_grad(loss(taps)))(kernels)
+    want = [jax.value_and_grad(loss(plain))(k) for k in kernels]
+    chex.assert_trees_all_close(got, jax.tree.map(lambda *a: jnp.stack(a), *want), **TOL)
+
+
+@pytest.mark.parametrize(
+    ("channels", "dtype", "groups", "platform", "convolutions"),
+    [
+        (1, jnp.float32, 1, "cpu", 0),
+        (1, jnp.float32, 1, "cuda", 2),  # other backends keep XLA's convolution
+        (2, jnp.float32, 1, "cpu", 2),  # more channels: XLA's convolution is faster
+        (2, jnp.float32, 2, "cpu", 2),  # groups of one channel stay convolutions too
+        (1, jnp.bfloat16, 1, "cpu", 2),  # half precision: XLA's accumulation
+    ],
+)
+def test_one_channel_conv_takes_taps_on_the_cpu_only(
+    channels, dtype, groups, platform, convolutions
+):
+    """The path is chosen when the program is lowered, from its platform and shapes.
+
+    The jitted gradient with respect to the params holds two convolutions (forward
+    and kernel gradient) on the plain path, none with taps.
+    """
+    layer = Conv2D(4, 3, groups=groups)
+    x = jnp.zeros((2, 6, 6, channels), dtype)
+    params = jax.tree.map(lambda a: a.astype(dtype), random_params(layer, x))
+    loss = lambda p: jnp.sum(layer.apply(p, {}, x)[0].astype(jnp.float32) ** 2)
+    lowered = jax.jit(jax.grad(loss)).trace(params).lower(lowering_platforms=(platform,))
+    assert lowered.as_text().count("stablehlo.convolution") == convolutions
 
 
 # ------------------------------------------------------------- aliases and vocabulary

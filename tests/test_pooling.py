@@ -7,6 +7,7 @@ them in float64.
 
 import itertools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,6 +25,8 @@ from jaxnn.layers.pooling import (
     MaxPool1D,
     MaxPool2D,
     MaxPool3D,
+    _max_pool,
+    _max_pool_taps,
 )
 
 # Means of at most 27 float32 values against float64: a few ulps.
@@ -241,3 +244,105 @@ def test_aliases_are_the_general_pools_with_a_fixed_rank():
         g = general((3, 3), strides=2, padding="SAME")
         assert a.kind == alias.__name__
         np.testing.assert_array_equal(a.apply({}, {}, x)[0], g.apply({}, {}, x)[0])
+
+
+# ------------------------------------------------ max pooling's gradient on the CPU
+
+TAPS_CASES = [
+    # (input shape, window, strides, (lo, hi) pads)
+    ((2, 6, 6, 3), (2, 2), (2, 2), ((0, 0), (0, 0))),
+    ((2, 7, 6, 2), (3, 3), (2, 2), ((1, 1), (0, 1))),
+    ((2, 7, 2), (3,), (1,), ((1, 1),)),
+    ((1, 5, 4, 3, 2), (2, 2, 2), (2, 2, 2), ((0, 1), (0, 0), (0, 1))),
+    ((2, 5, 5, 2), (3, 3), (3, 1), ((2, 0), (1, 1))),
+]
+TAPS_IDS = [f"{len(c[1])}d-{i}" for i, c in enumerate(TAPS_CASES)]
+
+
+def taps_and_plain(window, strides, pads):
+    """``_max_pool_taps`` and the ``reduce_window`` it stands for, for one window."""
+    config = ((1, *window, 1), (1, *strides, 1), ((0, 0), *pads, (0, 0)))
+    return (lambda x: _max_pool_taps(x, *config)), (lambda x: _max_pool(x, *config))
+
+
+def tied(shape, seed=0, dtype=jnp.float32):
+    """Normal draws rounded to integers, then ReLU: most windows hold ties."""
+    x = np.maximum(np.round(np.random.default_rng(seed).normal(size=shape)), 0.0)
+    return jnp.asarray(x, dtype)
+
+
+def value_and_vjp(f, x):
+    y, vjp = jax.vjp(f, x)
+    return y, vjp(jnp.asarray(np.random.default_rng(1).normal(size=y.shape), y.dtype))[0]
+
+
+# Jitted for every case; eager (op by op, slower to compile) for the first two.
+TAPS_RUNS = [(*c, True) for c in TAPS_CASES] + [(*c, False) for c in TAPS_CASES[:2]]
+
+
+@pytest.mark.parametrize(
+    ("shape", "window", "strides", "pads", "jit"),
+    TAPS_RUNS,
+    ids=[f"{TAPS_IDS[TAPS_CASES.index(c[:-1])]}-{'jit' if c[-1] else 'eager'}" for c in TAPS_RUNS],
+)
+def test_max_pool_taps_gradient_equals_select_and_scatter(shape, window, strides, pads, jit):
+    """The same cell of each window gets the cotangent, ties included: equal numbers."""
+    taps, plain = taps_and_plain(window, strides, pads)
+    x = tied(shape)
+    run = jax.jit(value_and_vjp, static_argnums=0) if jit else value_and_vjp
+    chex.assert_trees_all_equal(run(taps, x), run(plain, x))
+
+
+@pytest.mark.parametrize(("shape", "window", "strides", "pads"), TAPS_CASES[:3], ids=TAPS_IDS[:3])
+def test_max_pool_taps_gradient_in_float64(shape, window, strides, pads):
+    taps, plain = taps_and_plain(window, strides, pads)
+    with jax.enable_x64(True):
+        x = tied(shape, dtype=jnp.float64)
+        got = jax.jit(value_and_vjp, static_argnums=0)(taps, x)
+        assert got[1].dtype == jnp.float64
+        chex.assert_trees_all_equal(got, value_and_vjp(plain, x))
+
+
+@pytest.mark.parametrize(
+    ("shape", "window", "strides", "pads"),
+    [TAPS_CASES[i] for i in (0, 1, 3)],
+    ids=[TAPS_IDS[i] for i in (0, 1, 3)],
+)
+def test_max_pool_taps_jvp_is_the_transpose_of_the_gradient(shape, window, strides, pads):
+    """Forward mode (jacfwd, from the jvp) gives the Jacobian that reverse mode of
+    ``reduce_window`` (jacrev, select-and-scatter) gives, ties included.
+
+    Plain ``reduce_window``'s own jvp breaks some ties otherwise, so it is compared
+    only on inputs without ties.
+    """
+    taps, plain = taps_and_plain(window, strides, pads)
+    x = tied(shape)
+    chex.assert_trees_all_equal(jax.jacfwd(taps)(x), jax.jacrev(plain)(x))
+    x, t = data(shape), data(shape, seed=1)
+    chex.assert_trees_all_equal(jax.jvp(taps, (x,), (t,)), jax.jvp(plain, (x,), (t,)))
+
+
+def test_max_pool_taps_with_nan_and_under_vmap():
+    taps, plain = taps_and_plain((2, 2), (2, 2), ((0, 0), (0, 0)))
+    x = tied((3, 2, 4, 4, 2)).at[0, 1, 0, 1, 0].set(np.nan).at[1, 0, 2, 2, 1].set(np.nan)
+    loss = lambda f: lambda x: jnp.sum(f(x) * jnp.arange(2.0).reshape(1, 1, 1, 2))
+    got = jax.vmap(jax.grad(loss(taps)))(x)
+    chex.assert_trees_all_equal(got, jnp.stack([jax.grad(loss(plain))(m) for m in x]))
+
+
+@pytest.mark.parametrize(
+    ("window", "platform", "scatters"),
+    [
+        (2, "cpu", 0),
+        (3, "cpu", 0),
+        (2, "cuda", 1),  # other backends keep XLA's select-and-scatter
+        (4, "cpu", 1),  # 16 cells: the slices were slower than select-and-scatter
+    ],
+)
+def test_max_pool_gradient_path_by_platform_and_window(window, platform, scatters):
+    """The path is chosen when the program is lowered, from its platform and window."""
+    layer = MaxPool2D(window, padding="SAME")
+    x = jnp.zeros((2, 8, 8, 3))
+    loss = lambda x: jnp.sum(layer.apply({}, {}, x)[0] ** 2)
+    lowered = jax.jit(jax.grad(loss)).trace(x).lower(lowering_platforms=(platform,))
+    assert lowered.as_text().count("stablehlo.select_and_scatter") == scatters
