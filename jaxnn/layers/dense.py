@@ -37,6 +37,8 @@ FEW_IN_FEATURES = 32
 
 def _copies_input(x: Any, features: int) -> bool:
     """Whether ``Dense`` takes the kernel gradient of input ``x`` from its copy."""
+    if not all(isinstance(d, int) for d in x.shape):  # symbolic (jax.export): plain
+        return False
     return features > 1 and x.shape[-1] <= FEW_IN_FEATURES and x.size <= SMALL_INPUT
 
 
