@@ -13,7 +13,6 @@ faster there (the same numbers up to rounding); other backends always convolve.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -26,7 +25,7 @@ from jaxnn import initializers as inits
 from jaxnn._types import DTypeLike, Params, PRNGKey, Spec, State
 from jaxnn.core import Layer, LayerError, check_entries, configured
 from jaxnn.layers._common import along_last, check_positive, compute_dtype, param, resolve
-from jaxnn.layers.spatial import IntOrTuple, Padding, check_input, window
+from jaxnn.layers.spatial import IntOrTuple, Padding, check_input, window, window_taps
 
 __all__ = [
     "Conv",
@@ -122,11 +121,11 @@ def _conv_taps(
     ]
     contract = (((rank + 1,), (0,)), ((), ()))
     y = None
-    for tap in itertools.product(*map(range, size)):
-        start = [t * d for t, d in zip(tap, dilation, strict=True)]
-        limit = [b + (o - 1) * s + 1 for b, o, s in zip(start, out, strides, strict=True)]
-        xk = lax.slice(xp, (0, *start, 0), (x.shape[0], *limit, 1), (1, *strides, 1))
-        term = lax.dot_general(xk, kernel[tap], contract)
+    taps = window_taps(
+        xp, (1, *size, 1), (x.shape[0], *out, 1), (1, *strides, 1), (1, *dilation, 1)
+    )
+    for offset, xk in taps:
+        term = lax.dot_general(xk, kernel[offset[1:-1]], contract)
         y = term if y is None else y + term
     return y
 

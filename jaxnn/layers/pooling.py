@@ -12,7 +12,6 @@ same, ties included.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -25,7 +24,7 @@ from jax import lax
 from jaxnn.core import Layer, LayerError, configured
 from jaxnn.layers import spatial
 from jaxnn.layers._common import stateless
-from jaxnn.layers.spatial import IntOrTuple, Padding
+from jaxnn.layers.spatial import IntOrTuple, Padding, window_taps
 
 __all__ = [
     "AvgPool",
@@ -107,12 +106,9 @@ def _max_pool_taps_jvp(
     xp = lax.pad(x, np.array(-np.inf, x.dtype), config)
     tp = lax.pad(t, np.array(0, t.dtype), config)
     kept_x = kept_t = None
-    # One strided slice per cell of the window: tap k holds, for every output
-    # position, the input cell at offset k in its window.
-    for offset in itertools.product(*map(range, dims)):
-        limit = [o + (n - 1) * s + 1 for o, n, s in zip(offset, y.shape, steps, strict=True)]
-        xk = lax.slice(xp, offset, limit, steps)
-        tk = lax.slice(tp, offset, limit, steps)
+    # Tap k of each holds, for every output position, the cell at offset k in its window.
+    x_taps, t_taps = (window_taps(a, dims, y.shape, steps) for a in (xp, tp))
+    for (_, xk), (_, tk) in zip(x_taps, t_taps, strict=True):
         if kept_x is None:
             kept_x, kept_t = xk, tk
             continue

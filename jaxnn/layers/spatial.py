@@ -10,10 +10,12 @@ explicit ``(lo, hi)`` pairs for an input's spatial sizes, the same rule for ever
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+from jax import lax
 
 from jaxnn.core import LayerError
 from jaxnn.layers._common import check_positive
@@ -29,6 +31,7 @@ __all__ = [
     "same_pads",
     "spatial_rank",
     "window",
+    "window_taps",
 ]
 
 Padding = str | Sequence[tuple[int, int]]
@@ -317,3 +320,41 @@ def window(
     strides = size if strides is None else int_tuple(kind, "strides", strides, rank)
     dilation = int_tuple(kind, "kernel_dilation", kernel_dilation, rank)
     return Window(rank, size, strides, dilation, parse_padding(kind, padding, rank, modes))
+
+
+def window_taps(
+    padded: Any,
+    size: Sequence[int],
+    out: Sequence[int],
+    strides: Sequence[int],
+    dilation: Sequence[int] | None = None,
+) -> Iterator[tuple[tuple[int, ...], Any]]:
+    """Every cell of a window, as the strided slice of ``padded`` that holds, at each
+    output position, the input cell at that offset in its window.
+
+    A window reduction (a pooling, a convolution of one input channel) is then an
+    elementwise sum or choice over the slices, which XLA fuses. Every argument has one
+    entry per dim of ``padded``, batch and channels included (a window of size 1 there).
+
+    Args:
+        padded: the input, already padded.
+        size: the window's size per dim.
+        out: the output's size per dim.
+        strides: the window's step per dim.
+        dilation: the spacing of the window's cells per dim (default 1).
+
+    Yields:
+        ``(offset, slice)`` for each cell in row-major order; each slice has shape
+        ``out``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> x = jnp.arange(5.0)[None, :, None]
+        >>> [(k, v.ravel().tolist()) for k, v in window_taps(x, (1, 2, 1), (1, 2, 1), (1, 2, 1))]
+        [((0, 0, 0), [0.0, 2.0]), ((0, 1, 0), [1.0, 3.0])]
+    """
+    dilation = (1,) * len(size) if dilation is None else tuple(dilation)
+    for offset in itertools.product(*map(range, size)):
+        start = [k * d for k, d in zip(offset, dilation, strict=True)]
+        limit = [b + (n - 1) * s + 1 for b, n, s in zip(start, out, strides, strict=True)]
+        yield offset, lax.slice(padded, start, limit, tuple(strides))
