@@ -32,7 +32,7 @@ from jaxnn.population.build import check_trainer, num_members
 from jaxnn.population.strategy import check_strategy, over_members
 from jaxnn.train import EarlyStopping, History, Trainer, TrainState, finish, stopping_rule
 from jaxnn.train.callbacks import FitResult, check_monitors
-from jaxnn.train.guard import finite_leaves
+from jaxnn.train.guard import state_finite
 from jaxnn.train.programs import Compiled
 from jaxnn.train.progress import Progress, check_verbose
 from jaxnn.train.steering import ReduceLROnPlateau, plateau_rule, traced_learning_rate
@@ -127,8 +127,7 @@ def _epoch_end(
     keep = jnp.ones((), bool)  # whether this epoch's new state is kept
     bad_epoch = carry.bad_epoch
     if bad_epoch is not None:
-        state_ok = finite_leaves((new_state.params, new_state.model_state, new_state.opt_state))
-        finite = jnp.isfinite(logs["loss"]) & jnp.all(state_ok)
+        finite = state_finite(new_state, logs["loss"])
         keep = finite & (bad_epoch < 0)
         bad_epoch = jnp.where(~finite & (bad_epoch < 0), carry.epoch, bad_epoch)
     stop, best_state, reduced = carry.stop, carry.best_state, carry.plateau

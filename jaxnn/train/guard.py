@@ -29,6 +29,7 @@ __all__ = [
     "leaf_paths",
     "new_guard",
     "nonfinite_error",
+    "state_finite",
 ]
 
 
@@ -128,6 +129,22 @@ def finite_leaves(tree: Any) -> jax.Array:
     if not leaves:
         return jnp.ones((0,), bool)
     return jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves])
+
+
+def state_finite(state: Any, loss: jax.Array) -> jax.Array:
+    """Whether ``loss`` and a state's params, optimizer state and model state are all
+    finite: a bool scalar. Checked where steps end (an epoch, a chunk), it tells
+    whether any step on the way met a NaN or Inf, since one stays in the loss sum or
+    the state once there (an update adds to the params; the moments average it in).
+
+    Example:
+        >>> from jaxnn.train.programs import TrainState
+        >>> state = TrainState({"w": jnp.ones(2)}, {}, (), jnp.zeros((), jnp.int32), None)
+        >>> bool(state_finite(state, jnp.array(0.5))), bool(state_finite(state, jnp.nan))
+        (True, False)
+    """
+    kept = finite_leaves((state.params, state.model_state, state.opt_state))
+    return jnp.isfinite(loss) & jnp.all(kept)
 
 
 def leaf_paths(tree: Any) -> list[str]:

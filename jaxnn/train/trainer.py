@@ -48,7 +48,7 @@ from jaxnn.train.callbacks import (
     run_callbacks,
 )
 from jaxnn.train.checkpointing import CheckpointDirectory, Checkpointing, fingerprint
-from jaxnn.train.guard import finite_leaves, new_guard, nonfinite_error
+from jaxnn.train.guard import new_guard, nonfinite_error, state_finite
 from jaxnn.train.programs import (
     Compiled,
     Programs,
@@ -378,7 +378,7 @@ class Trainer(Streaming):
         if policy != "watch":
             return self.programs.chunk(state, batches, start, dropout_key, guard, policy)
         state, _, sums = self.programs.chunk(state, batches, start, dropout_key)
-        return state, _ends_finite(state, sums), sums
+        return state, state_finite(state, sums["loss"]), sums
 
     def _watches(self, policy: str | None) -> bool:
         """Whether ``policy`` runs unguarded steps with a finite check at the end (see
@@ -416,9 +416,6 @@ class Trainer(Streaming):
             state, guard, sums = self.programs.epoch(
                 state, data, batch_size, shuffle, guard, policy
             )
-            # Under "watch" the steps run unguarded; the epoch ends finite if its loss
-            # sum and its final state are (non-finite values stay so: see _run_plan).
-            finite = _ends_finite(state, sums)
             logs = finish(sums)
             if val is not None:
                 val_sums = self.programs.evaluate_sums(
@@ -426,8 +423,8 @@ class Trainer(Streaming):
                 )
                 logs.update({f"val_{k}": v for k, v in finish(val_sums).items()})
             facts = {} if guard is None else {"skipped": guard.skipped, "halted": guard.halted}
-            if watch:
-                facts = {"finite": finite}
+            if watch:  # the steps ran unguarded: did the epoch end finite (_run_plan)?
+                facts = {"finite": state_finite(state, sums["loss"])}
             return state, guard, (logs, facts)
 
         def body(i: jax.Array, carry: tuple) -> tuple:
@@ -472,7 +469,8 @@ class Trainer(Streaming):
         metrics, so the epoch's loss is exactly the mean over all ``n`` examples.
         Without callbacks or checkpoints, all epochs run as one compiled program: in
         one dispatch with ``verbose=0``, and with progress shown in groups of about
-        0.2 s (after a first epoch alone), each group's epochs printed as it ends.
+        0.2 s (the first one epoch, unless an earlier fit timed this program's
+        epochs), each group's epochs printed as it ends.
 
         **Numerical guard.** With ``on_nonfinite="raise"`` a step whose loss,
         gradients or updated state are NaN or Inf is not applied, nor any after it,
@@ -1136,7 +1134,8 @@ _KERAS_CALLS = {
 
 _GROUP_SECONDS = 0.2
 """With progress shown, ``fit`` runs its epochs in groups of about this many seconds
-(after a first epoch alone), and shows each group's epochs as it ends."""
+(the first one epoch, unless an earlier fit timed the program's epochs), and shows
+each group's epochs as it ends."""
 
 
 _EPOCHS_PER_CALL = 128
@@ -1224,13 +1223,6 @@ def _network(first: Any, *args: Any, **kwargs: Any) -> tuple[Params, int]:
     :class:`TrainState`, or the params themselves)."""
     del args, kwargs
     return (first.params if isinstance(first, TrainState) else first), 1
-
-
-def _ends_finite(state: TrainState, sums: dict) -> jax.Array:
-    """Whether steps ended with a finite loss sum, params, optimizer and model state:
-    a NaN or Inf met on the way stays in one of them (see ``Trainer._run_plan``)."""
-    kept = (state.params, state.opt_state, state.model_state)
-    return jnp.isfinite(sums["loss"]) & jnp.all(finite_leaves(kept))
 
 
 def _Compiled(fn: Callable, static_argnames: Sequence[str] = ()) -> Compiled:
